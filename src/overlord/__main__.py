@@ -1,0 +1,5 @@
+"""Allow ``python -m overlord``."""
+
+from overlord.cli import main
+
+main()
