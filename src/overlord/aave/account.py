@@ -181,8 +181,9 @@ def user_emode_category(market: Market, user: UserAccount) -> EModeCategory | No
         return None
     category = market.emode_categories.get(user.emode_category)
     if category is None:
-        return EModeCategory(id=user.emode_category, ltv=0, liquidation_threshold=0,
-                             liquidation_bonus=0)
+        return EModeCategory(
+            id=user.emode_category, ltv=0, liquidation_threshold=0, liquidation_bonus=0
+        )
     return category
 
 
@@ -229,7 +230,9 @@ def collateral_weights(
 # The account.
 
 
-def _walk(rules: ProtocolRules, market: Market, user: UserAccount) -> Iterator[tuple[Reserve, bool, bool]]:
+def _walk(
+    rules: ProtocolRules, market: Market, user: UserAccount
+) -> Iterator[tuple[Reserve, bool, bool]]:
     bound = market.loop_reserves_count if rules.loop_bound is LoopBound.RESERVES_COUNT else None
     for reserve_id, borrowing, collateral in flagged_reserves(user.configuration):
         if bound is not None and reserve_id >= bound:

@@ -80,7 +80,7 @@ class ReserveConfiguration:
     @property
     def unit(self) -> int:
         """``10**decimals``: one whole token in its smallest unit."""
-        return 10**self.decimals
+        return int(10**self.decimals)
 
     @classmethod
     def decode(cls, word: int) -> ReserveConfiguration:
@@ -120,7 +120,7 @@ def is_using_as_collateral(user_configuration: int, reserve_id: int) -> bool:
 
 
 def flagged_reserves(user_configuration: int) -> Iterator[tuple[int, bool, bool]]:
-    """Yield ``(reserve_id, borrowing, collateral)`` for each reserve with a bit set, in id order."""
+    """Yield ``(reserve_id, borrowing, collateral)`` for each flagged reserve, by id."""
     reserve_id = 0
     word = user_configuration
     while word:

@@ -31,7 +31,11 @@ from overlord.aave.account import (
     total_debt_balance,
     user_emode_category,
 )
-from overlord.aave.configuration import EModeCategory, is_using_as_collateral
+from overlord.aave.configuration import (
+    EModeCategory,
+    ReserveConfiguration,
+    is_using_as_collateral,
+)
 from overlord.aave.errors import ArithmeticRevert
 from overlord.aave.market import Market, Reserve, UserAccount
 from overlord.aave.versions import CloseFactor, ProtocolRules, Rounding
@@ -122,8 +126,8 @@ class _Pair:
 def validate_liquidation(
     market: Market,
     user: UserAccount,
-    collateral: Reserve | None,
-    debt: Reserve | None,
+    collateral: Reserve,
+    debt: Reserve,
     *,
     now: int,
     health_factor: int,
@@ -139,8 +143,6 @@ def validate_liquidation(
     rules = market.rules
     if rules.self_liquidation_forbidden and liquidator is not None and liquidator == user.address:
         return LiquidationRevert.SELF_LIQUIDATION
-    if collateral is None or debt is None:
-        return LiquidationRevert.RESERVE_INACTIVE  # an unlisted asset has an all-zero config
     if not (collateral.configuration.active and debt.configuration.active):
         return LiquidationRevert.RESERVE_INACTIVE
     if collateral.configuration.paused or debt.configuration.paused:
@@ -190,28 +192,45 @@ def simulate_liquidation(
     collateral = _reserve(market, collateral_asset)
     debt = _reserve(market, debt_asset)
     account = calculate_user_account_data(market, user, now)
-    collateral_balance = debt_balance = 0
-    if collateral is not None and debt is not None:
-        collateral_balance = atoken_balance(rules, collateral, user.position(collateral.id), now)
-        debt_balance = total_debt_balance(rules, debt, user.position(debt.id), now)
+    collateral_balance = atoken_balance(rules, collateral, user.position(collateral.id), now)
+    debt_balance = total_debt_balance(rules, debt, user.position(debt.id), now)
     reason = validate_liquidation(
-        market, user, collateral, debt, now=now, health_factor=account.health_factor,
-        debt_balance=debt_balance, liquidator=liquidator,
+        market,
+        user,
+        collateral,
+        debt,
+        now=now,
+        health_factor=account.health_factor,
+        debt_balance=debt_balance,
+        liquidator=liquidator,
         oracle_sentinel_allows=oracle_sentinel_allows,
     )
     if reason is not None:
         return LiquidationRejected(reason, account.health_factor)
-    assert collateral is not None and debt is not None  # validated above
-    pair = _Pair(rules, collateral, debt, user_emode_category(market, user), account,
-                 collateral_balance, debt_balance)
+    pair = _Pair(
+        rules,
+        collateral,
+        debt,
+        user_emode_category(market, user),
+        account,
+        collateral_balance,
+        debt_balance,
+    )
     return _execute(market, user, pair, debt_to_cover, now)
 
 
-def _reserve(market: Market, asset: str) -> Reserve | None:
+def _reserve(market: Market, asset: str) -> Reserve:
+    """The asset's reserve; an unlisted asset reads as the all-zero struct, as on chain."""
     try:
         return market.reserve_by_asset(asset)
     except KeyError:
-        return None
+        return Reserve(
+            id=0,
+            asset=asset,
+            configuration=ReserveConfiguration.decode(0),
+            liquidity_index=0,
+            variable_borrow_index=0,
+        )
 
 
 def _prices(market: Market, pair: _Pair) -> tuple[int, int]:
@@ -256,7 +275,9 @@ def _max_liquidatable_debt(pair: _Pair, collateral_price: int, debt_price: int) 
         and debt_base >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD
         and health_factor > CLOSE_FACTOR_HF_THRESHOLD
     ):
-        half_of_total_debt = percent_mul(pair.account.total_debt_base, DEFAULT_LIQUIDATION_CLOSE_FACTOR)
+        half_of_total_debt = percent_mul(
+            pair.account.total_debt_base, DEFAULT_LIQUIDATION_CLOSE_FACTOR
+        )
         if debt_base > half_of_total_debt:
             return checked(half_of_total_debt * debt_unit) // _nonzero_price(debt_price)
     return pair.debt_balance
@@ -319,12 +340,20 @@ def _execute(
     bonus = _liquidation_bonus(pair)
     max_debt = _max_liquidatable_debt(pair, collateral_price, debt_price)
     amounts = _collateral_amounts(
-        rules, min(debt_to_cover, max_debt), pair.collateral_balance, collateral_price,
-        pair.collateral.configuration.unit, debt_price, pair.debt.configuration.unit, bonus,
+        rules,
+        min(debt_to_cover, max_debt),
+        pair.collateral_balance,
+        collateral_price,
+        pair.collateral.configuration.unit,
+        debt_price,
+        pair.debt.configuration.unit,
+        bonus,
         pair.collateral.configuration.liquidation_protocol_fee,
     )
     if rules.dust_rule and _leaves_dust(pair, amounts, collateral_price, debt_price):
-        return LiquidationRejected(LiquidationRevert.MUST_NOT_LEAVE_DUST, pair.account.health_factor)
+        return LiquidationRejected(
+            LiquidationRevert.MUST_NOT_LEAVE_DUST, pair.account.health_factor
+        )
     taken = amounts.collateral + (amounts.fee if rules.collateral_flag_counts_fee else 0)
     no_collateral_left = rules.bad_debt_deficit and (
         pair.account.total_collateral_base == amounts.collateral_base
@@ -363,9 +392,7 @@ def _leaves_dust(pair: _Pair, amounts: _Amounts, collateral_price: int, debt_pri
     return debt_left_base < MIN_LEFTOVER_BASE or collateral_left_base < MIN_LEFTOVER_BASE
 
 
-def _capped_fee(
-    market: Market, user: UserAccount, pair: _Pair, amounts: _Amounts, now: int
-) -> int:
+def _capped_fee(market: Market, user: UserAccount, pair: _Pair, amounts: _Amounts, now: int) -> int:
     """3.0.1+: the fee shrinks to what is left of the borrower's scaled collateral."""
     if amounts.fee == 0 or not pair.rules.protocol_fee_cap:
         return amounts.fee
@@ -400,8 +427,14 @@ def max_liquidation(
 
     def attempt(debt_to_cover: int) -> LiquidationResult:
         return simulate_liquidation(
-            market, user, collateral_asset, debt_asset, debt_to_cover, now=now,
-            liquidator=liquidator, oracle_sentinel_allows=oracle_sentinel_allows,
+            market,
+            user,
+            collateral_asset,
+            debt_asset,
+            debt_to_cover,
+            now=now,
+            liquidator=liquidator,
+            oracle_sentinel_allows=oracle_sentinel_allows,
         )
 
     full = attempt(MAX_DEBT_TO_COVER)
@@ -436,19 +469,31 @@ def _dust_free_debt_estimate(
     debt = market.reserve_by_asset(debt_asset)
     account = calculate_user_account_data(market, user, now)
     pair = _Pair(
-        rules, collateral, debt, user_emode_category(market, user), account,
+        rules,
+        collateral,
+        debt,
+        user_emode_category(market, user),
+        account,
         atoken_balance(rules, collateral, user.position(collateral.id), now),
         total_debt_balance(rules, debt, user.position(debt.id), now),
     )
     collateral_price, debt_price = _prices(market, pair)
     collateral_unit, debt_unit = collateral.configuration.unit, debt.configuration.unit
     amounts = _collateral_amounts(
-        rules, _max_liquidatable_debt(pair, collateral_price, debt_price), pair.collateral_balance,
-        collateral_price, collateral_unit, debt_price, debt_unit, _liquidation_bonus(pair),
+        rules,
+        _max_liquidatable_debt(pair, collateral_price, debt_price),
+        pair.collateral_balance,
+        collateral_price,
+        collateral_unit,
+        debt_price,
+        debt_unit,
+        _liquidation_bonus(pair),
         collateral.configuration.liquidation_protocol_fee,
     )
     collateral_left_base = collateral_value(
-        pair.collateral_balance - amounts.collateral - amounts.fee, collateral_price, collateral_unit
+        pair.collateral_balance - amounts.collateral - amounts.fee,
+        collateral_price,
+        collateral_unit,
     )
     debt_left_base = collateral_value(pair.debt_balance - amounts.debt, debt_price, debt_unit)
     collateral_short = max(MIN_LEFTOVER_BASE - collateral_left_base, 0)

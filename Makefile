@@ -1,0 +1,45 @@
+# Overlord task runner: `make run` (the main job) and `make test` (the whole suite).
+# Both create .venv and install the project on first use, so each is one command on a
+# fresh machine. CI runs `make test` through .ci/run.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SNAPSHOT ?= examples/market-3.6.json
+ONLY ?=
+
+.PHONY: run test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Overlord needs Python >= 3.11; set PYTHON=python3.11 (or newer)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+## run: compute exact getUserAccountData and liquidation sizes for a sample market snapshot
+run: $(STAMP)
+	$(BIN)/overlord account-data $(SNAPSHOT)
+
+## test: lint, type-check, run every test with coverage (100 % required for overlord.aave)
+test: lint typecheck unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest --cov=overlord --cov-report= -q
+	$(BIN)/python -m coverage report
+	@echo "coverage of the math package (overlord.aave), 100 % required:"
+	$(BIN)/python -m coverage report --include='*/overlord/aave/*' --fail-under=100
+
+## bench: run every benchmark under bench/ (ONLY=word runs those whose file name contains it)
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(ONLY)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage
