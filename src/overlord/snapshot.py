@@ -362,8 +362,9 @@ def parse_snapshot(document: object) -> Snapshot:
     """Build a :class:`Snapshot` from a decoded JSON document."""
     top = _Fields(document, "")
     top.reject_unknown(_TOP_FIELDS)
+    version_text = top.text("protocol_version")
     try:
-        version = ProtocolVersion.parse(top.text("protocol_version"))
+        version = ProtocolVersion.parse(version_text)
     except ValueError as exc:
         raise SnapshotError("protocol_version", str(exc)) from None
     reserves: dict[int, Reserve] = {}

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from overlord.aave import calculate_user_account_data
-from overlord.cli import ACCOUNT_KEYS, app
+from overlord.cli import ACCOUNT_KEYS, app, main
 from overlord.snapshot import load_snapshot
 from tests.unit.snapshot_documents import SPEC_3_5_PLUS, USER, spec_example
 
@@ -157,3 +157,25 @@ def test_module_entry_point_prints_help(args: list[str]) -> None:
 
     assert completed.returncode == 0
     assert "account-data" in completed.stdout or "SNAPSHOT.json" in completed.stdout
+
+
+def test_a_pair_the_pool_would_reject_shows_the_revert_reason(tmp_path: Path) -> None:
+    document = spec_example()
+    document["reserves"][0]["price"] = 200_000_000_000  # WETH at 2000: HF drops below 1
+    document["reserves"][1]["configuration"]["paused"] = True
+    path = _write(tmp_path, document)
+
+    result = runner.invoke(app, ["account-data", str(path)], env={"COLUMNS": "160"})
+
+    assert result.exit_code == 0
+    assert "liquidatable" in result.stdout
+    assert "reverts ReservePaused" in result.stdout
+
+
+def test_console_script_main_runs_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["overlord", "--version"])
+
+    with pytest.raises(SystemExit) as raised:
+        main()
+
+    assert raised.value.code == 0

@@ -267,3 +267,36 @@ def test_shipped_examples_load_and_evaluate(name: str) -> None:
     assert len(results) >= 3
     assert any(result.is_liquidatable for result in results)
     assert any(not result.is_liquidatable for result in results)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "path", "problem"),
+    [
+        (lambda d: d["reserves"][0].pop("asset"), "reserves[0].asset", "missing required field"),
+        (lambda d: d.pop("protocol_version"), "protocol_version", "missing required field"),
+        (lambda d: d.pop("users"), "users", "missing required field"),
+        (lambda d: d.update(users=[None]), "users[0]", "expected an object, got null"),
+    ],
+)
+def test_missing_or_null_required_fields_are_named(mutate: Any, path: str, problem: str) -> None:
+    document = spec_example()
+    mutate(document)
+
+    error = _error(document)
+
+    assert (error.path, error.problem) == (path, problem)
+
+
+def test_stable_debt_and_gho_discount_are_read() -> None:
+    document = spec_example()
+    position = document["users"][0]["positions"][1]
+    position["stable_debt"] = {"principal": "5", "rate": "0x10", "last_update_timestamp": 7}
+    position["gho_discount"] = {"percent": 3000, "last_index": str(10**27)}
+
+    user = parse_snapshot(document).users[0]
+
+    stable, discount = user.position(1).stable_debt, user.position(1).gho_discount
+    assert stable is not None
+    assert (stable.principal, stable.rate, stable.last_update_timestamp) == (5, 16, 7)
+    assert discount is not None
+    assert (discount.percent, discount.last_index) == (3000, 10**27)
