@@ -23,6 +23,7 @@ from overlord.aave.errors import (
     ArithmeticRevert,
     DivisionByZero,
     MissingPriceError,
+    ReserveNotListedError,
     Uint256Overflow,
 )
 from overlord.aave.liquidation import (
@@ -55,6 +56,7 @@ __all__ = [
     "ProtocolVersion",
     "Reserve",
     "ReserveConfiguration",
+    "ReserveNotListedError",
     "StableDebt",
     "Uint256Overflow",
     "UserAccount",

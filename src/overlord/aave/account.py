@@ -230,6 +230,17 @@ def collateral_weights(
 # The account.
 
 
+def _zero_ltv(rules: ProtocolRules, configuration: ReserveConfiguration, ltv: int) -> bool:
+    """Whether the collateral sets ``hasZeroLtvCollateral``.
+
+    Up to 3.5 the contract tests the reserve's own LTV (an eMode LTV of 0 adds nothing to
+    the average but does not set the flag); from 3.6 it tests the effective LTV.
+    """
+    if rules.emode_ltv is EModeLtv.RESERVE_LTV_GATES:
+        return configuration.ltv == 0
+    return ltv == 0
+
+
 def _walk(
     rules: ProtocolRules, market: Market, user: UserAccount
 ) -> Iterator[tuple[Reserve, bool, bool]]:
@@ -269,7 +280,7 @@ def calculate_user_account_data(market: Market, user: UserAccount, now: int) -> 
             )
             total_collateral += value
             ltv, threshold = collateral_weights(rules, emode, reserve)
-            if ltv == 0:
+            if _zero_ltv(rules, configuration, ltv):
                 has_zero_ltv = True
             else:
                 weighted_ltv += value * ltv

@@ -8,7 +8,8 @@ computation for a number::
      ├── ArithmeticRevert         a primitive the contract would revert in
      │    ├── Uint256Overflow      an intermediate exceeds 2**256 - 1
      │    └── DivisionByZero       a division by zero (the contracts check it explicitly)
-     └── MissingPriceError        the oracle price of an asset the computation needs is unknown
+     ├── MissingPriceError        the oracle price of an asset the computation needs is unknown
+     └── ReserveNotListedError    the Pool has no reserve for an asset (the call reverts)
 
 Expected protocol outcomes (a liquidation the Pool would reject) are *not* exceptions:
 they are values (``overlord.aave.liquidation.LiquidationRejected``).
@@ -38,4 +39,12 @@ class MissingPriceError(AaveMathError, LookupError):
 
     def __init__(self, asset: str) -> None:
         super().__init__(f"no oracle price for asset {asset}")
+        self.asset = asset
+
+
+class ReserveNotListedError(AaveMathError, LookupError):
+    """The Pool has no reserve for an asset, and the call would revert without a reason."""
+
+    def __init__(self, asset: str) -> None:
+        super().__init__(f"no reserve is listed for asset {asset}")
         self.asset = asset

@@ -25,7 +25,6 @@ from overlord.aave.account import (
     calculate_user_account_data,
     collateral_value,
     debt_value,
-    emode_source_price,
     in_emode,
     reserve_income_index,
     total_debt_balance,
@@ -36,7 +35,7 @@ from overlord.aave.configuration import (
     ReserveConfiguration,
     is_using_as_collateral,
 )
-from overlord.aave.errors import ArithmeticRevert
+from overlord.aave.errors import ArithmeticRevert, ReserveNotListedError
 from overlord.aave.market import Market, Reserve, UserAccount
 from overlord.aave.versions import CloseFactor, ProtocolRules, Rounding
 from overlord.aave.wadray import (
@@ -186,11 +185,15 @@ def simulate_liquidation(
 
     Raises:
         MissingPriceError: a price the contract reads is unknown.
+        ReserveNotListedError: the debt asset (from 3.5 also the collateral asset) has no
+            reserve, and the Pool would revert without a reason.
         ArithmeticRevert: the contract would revert in arithmetic (a zero price, say).
     """
     rules = market.rules
-    collateral = _reserve(market, collateral_asset)
-    debt = _reserve(market, debt_asset)
+    debt = _reserve(market, debt_asset, placeholder=False)
+    collateral = _reserve(
+        market, collateral_asset, placeholder=not rules.collateral_cached_before_validation
+    )
     account = calculate_user_account_data(market, user, now)
     collateral_balance = atoken_balance(rules, collateral, user.position(collateral.id), now)
     debt_balance = total_debt_balance(rules, debt, user.position(debt.id), now)
@@ -219,11 +222,19 @@ def simulate_liquidation(
     return _execute(market, user, pair, debt_to_cover, now)
 
 
-def _reserve(market: Market, asset: str) -> Reserve:
-    """The asset's reserve; an unlisted asset reads as the all-zero struct, as on chain."""
+def _reserve(market: Market, asset: str, *, placeholder: bool) -> Reserve:
+    """The asset's reserve.
+
+    An unlisted asset makes the Pool revert without a reason as soon as it caches the
+    reserve (its token addresses are zero). Up to 3.4 the collateral reserve is not cached
+    before validation, so an unlisted collateral reads as the all-zero struct there and is
+    rejected as inactive: ``placeholder`` asks for that struct.
+    """
     try:
         return market.reserve_by_asset(asset)
     except KeyError:
+        if not placeholder:
+            raise ReserveNotListedError(asset) from None
         return Reserve(
             id=0,
             asset=asset,
@@ -234,17 +245,24 @@ def _reserve(market: Market, asset: str) -> Reserve:
 
 
 def _prices(market: Market, pair: _Pair) -> tuple[int, int]:
-    """Collateral and debt prices of the liquidation (3.0/3.1: eMode price source)."""
-    collateral_price = market.price(pair.collateral.asset)
-    debt_price = market.price(pair.debt.asset)
-    source_price = emode_source_price(market, pair.emode)
-    if pair.emode is not None and source_price != 0:
-        # The debt price is replaced whenever the user's category has a source; the
-        # collateral price only when the collateral belongs to the category.
-        debt_price = source_price
-        if in_emode(pair.rules, pair.emode, pair.collateral.id, pair.collateral.configuration):
-            collateral_price = source_price
-    return collateral_price, debt_price
+    """Collateral and debt prices of the liquidation.
+
+    3.0/3.1: when the user's eMode category names a price source, its price replaces the
+    debt price, and the collateral price if the collateral is in the category, whatever it
+    quotes (unlike the account loop, which ignores a source quoting 0); the assets' own
+    prices are then not read at all.
+    """
+    emode = pair.emode
+    if pair.rules.emode_price_source and emode is not None and emode.price_source:
+        source_price = market.price(emode.price_source)
+        collateral_in_category = in_emode(
+            pair.rules, emode, pair.collateral.id, pair.collateral.configuration
+        )
+        collateral_price = (
+            source_price if collateral_in_category else market.price(pair.collateral.asset)
+        )
+        return collateral_price, source_price
+    return market.price(pair.collateral.asset), market.price(pair.debt.asset)
 
 
 def _liquidation_bonus(pair: _Pair) -> int:
@@ -393,18 +411,25 @@ def _leaves_dust(pair: _Pair, amounts: _Amounts, collateral_price: int, debt_pri
 
 
 def _capped_fee(market: Market, user: UserAccount, pair: _Pair, amounts: _Amounts, now: int) -> int:
-    """3.0.1+: the fee shrinks to what is left of the borrower's scaled collateral."""
-    if amounts.fee == 0 or not pair.rules.protocol_fee_cap:
-        return amounts.fee
+    """The fee actually transferred to the treasury.
+
+    After the liquidator's share leaves the borrower, 3.0.1+ shrinks a fee whose scaled
+    amount exceeds what remains to the remaining balance; 3.0.0 transfers it anyway and
+    the transfer underflows (aave-v3-core PR #709).
+    """
+    if amounts.fee == 0:
+        return 0
     token_math = pair.rules.token_math
     index = reserve_income_index(pair.collateral, now)
     scaled_balance = user.position(pair.collateral.id).scaled_atoken_balance
     remaining = scaled_balance - token_math.a_burn_scaled(amounts.collateral, index)
     if remaining < 0:
         raise ArithmeticRevert("liquidator share exceeds the scaled collateral balance")
-    if token_math.a_transfer_scaled(amounts.fee, index) > remaining:
-        return token_math.a_balance(remaining, index)
-    return amounts.fee
+    if token_math.a_transfer_scaled(amounts.fee, index) <= remaining:
+        return amounts.fee
+    if not pair.rules.protocol_fee_cap:
+        raise ArithmeticRevert("protocol fee exceeds the remaining scaled collateral (3.0.0)")
+    return token_math.a_balance(remaining, index)
 
 
 def max_liquidation(

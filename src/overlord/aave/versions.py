@@ -19,7 +19,7 @@ changelog (spec: docs/aave-v3-math.md §0, §2.2, §3.2, §5):
            normal reserve again; self-liquidation forbidden
 3.5        floor/ceil token math; debt valued with mulDivCeil; HF from the un-averaged
            weighted sum; availableBorrows with percentMulFloor; debt needed for all of the
-           collateral rounded up
+           collateral rounded up; liquidation caches the collateral reserve before validation
 3.6        collateral counts with any liquidation threshold (LT = 0 included); eMode LTV
            from the ltv-zero bitmap, the reserve LTV ignored for eMode collateral
 =========  ==============================================================================
@@ -142,6 +142,7 @@ class ProtocolRules:
     protocol_fee_cap: bool
     collateral_flag_counts_fee: bool
     debt_for_all_collateral_rounding: Rounding
+    collateral_cached_before_validation: bool
     dust_rule: bool
     bad_debt_deficit: bool
 
@@ -167,6 +168,7 @@ _V3_0_0 = ProtocolRules(
     protocol_fee_cap=False,
     collateral_flag_counts_fee=False,
     debt_for_all_collateral_rounding=Rounding.HALF_UP,
+    collateral_cached_before_validation=False,
     dust_rule=False,
     bad_debt_deficit=False,
 )
@@ -209,6 +211,7 @@ _V3_5 = replace(
     health_factor=HealthFactorFormula.WEIGHTED_SUM,
     available_borrows_rounding=Rounding.FLOOR,
     debt_for_all_collateral_rounding=Rounding.CEIL,
+    collateral_cached_before_validation=True,
 )
 _V3_6 = replace(
     _V3_5,
