@@ -194,32 +194,37 @@ def simulate_liquidation(
     collateral = _reserve(
         market, collateral_asset, placeholder=not rules.collateral_cached_before_validation
     )
-    account = calculate_user_account_data(market, user, now)
-    collateral_balance = atoken_balance(rules, collateral, user.position(collateral.id), now)
-    debt_balance = total_debt_balance(rules, debt, user.position(debt.id), now)
+    pair = _load_pair(market, user, collateral, debt, now)
     reason = validate_liquidation(
         market,
         user,
         collateral,
         debt,
         now=now,
-        health_factor=account.health_factor,
-        debt_balance=debt_balance,
+        health_factor=pair.account.health_factor,
+        debt_balance=pair.debt_balance,
         liquidator=liquidator,
         oracle_sentinel_allows=oracle_sentinel_allows,
     )
     if reason is not None:
-        return LiquidationRejected(reason, account.health_factor)
-    pair = _Pair(
+        return LiquidationRejected(reason, pair.account.health_factor)
+    return _execute(market, user, pair, debt_to_cover, now)
+
+
+def _load_pair(
+    market: Market, user: UserAccount, collateral: Reserve, debt: Reserve, now: int
+) -> _Pair:
+    """What the Pool reads before it validates: account data and both balances."""
+    rules = market.rules
+    return _Pair(
         rules,
         collateral,
         debt,
         user_emode_category(market, user),
-        account,
-        collateral_balance,
-        debt_balance,
+        calculate_user_account_data(market, user, now),
+        atoken_balance(rules, collateral, user.position(collateral.id), now),
+        total_debt_balance(rules, debt, user.position(debt.id), now),
     )
-    return _execute(market, user, pair, debt_to_cover, now)
 
 
 def _reserve(market: Market, asset: str, *, placeholder: bool) -> Reserve:
@@ -492,16 +497,7 @@ def _dust_free_debt_estimate(
     rules = market.rules
     collateral = market.reserve_by_asset(collateral_asset)
     debt = market.reserve_by_asset(debt_asset)
-    account = calculate_user_account_data(market, user, now)
-    pair = _Pair(
-        rules,
-        collateral,
-        debt,
-        user_emode_category(market, user),
-        account,
-        atoken_balance(rules, collateral, user.position(collateral.id), now),
-        total_debt_balance(rules, debt, user.position(debt.id), now),
-    )
+    pair = _load_pair(market, user, collateral, debt, now)
     collateral_price, debt_price = _prices(market, pair)
     collateral_unit, debt_unit = collateral.configuration.unit, debt.configuration.unit
     amounts = _collateral_amounts(

@@ -8,7 +8,7 @@ Python integers (``(x*p + 5000)//10000`` is ``percentMul``, ``(a*WAD + b//2)//b`
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import pytest
 
@@ -21,8 +21,6 @@ from overlord.aave import (
     Market,
     MissingPriceError,
     ProtocolVersion,
-    Reserve,
-    ReserveConfiguration,
     StableDebt,
     UserAccount,
     UserReserve,
@@ -31,6 +29,17 @@ from overlord.aave import (
     user_configuration_word,
 )
 from overlord.aave.interest import SECONDS_PER_YEAR
+from tests.unit.aave.builders import (
+    BORROWER,
+    NOW,
+    PRICE_SOURCE,
+    RAY,
+    WAD,
+    asset,
+    make_market,
+    make_reserve,
+    make_user,
+)
 
 V = ProtocolVersion
 ALL_VERSIONS = list(ProtocolVersion)
@@ -39,97 +48,7 @@ BEFORE_3_6 = [v for v in ALL_VERSIONS if v is not V.V3_6]
 FROM_3_2 = [V.V3_2, V.V3_3, V.V3_4, V.V3_5, V.V3_6]
 UP_TO_3_1 = [V.V3_0_0, V.V3_0_1, V.V3_0_2, V.V3_1]
 
-RAY = 10**27
-WAD = 10**18
 MAX_UINT = 2**256 - 1
-NOW = 1_700_000_000
-BORROWER = "0x00000000000000000000000000000000000000b0"
-PRICE_SOURCE = "0x0000000000000000000000000000000000005e00"
-
-
-def asset(reserve_id: int) -> str:
-    """The test asset address of a reserve id."""
-    return f"0x{reserve_id + 0xA0:040x}"
-
-
-def make_reserve(
-    reserve_id: int,
-    *,
-    ltv: int = 0,
-    lt: int = 0,
-    lb: int = 0,
-    decimals: int = 18,
-    emode_category: int = 0,
-    virtual_accounting: bool = True,
-    liquidity_index: int = RAY,
-    variable_borrow_index: int = RAY,
-    liquidity_rate: int = 0,
-    variable_rate: int = 0,
-    last_update: int = NOW,
-) -> Reserve:
-    """A reserve whose stored state is current at ``NOW`` unless told otherwise."""
-    return Reserve(
-        id=reserve_id,
-        asset=asset(reserve_id),
-        configuration=ReserveConfiguration(
-            ltv=ltv,
-            liquidation_threshold=lt,
-            liquidation_bonus=lb,
-            decimals=decimals,
-            emode_category=emode_category,
-            virtual_accounting_active=virtual_accounting,
-        ),
-        liquidity_index=liquidity_index,
-        variable_borrow_index=variable_borrow_index,
-        current_liquidity_rate=liquidity_rate,
-        current_variable_borrow_rate=variable_rate,
-        last_update_timestamp=last_update,
-    )
-
-
-def make_market(
-    version: ProtocolVersion,
-    reserves: Sequence[Reserve],
-    prices: Mapping[int, int],
-    *,
-    emode: Sequence[EModeCategory] = (),
-    reserves_count: int | None = None,
-    extra_prices: Mapping[str, int] | None = None,
-) -> Market:
-    """A market with prices given by reserve id."""
-    all_prices = {asset(reserve_id): price for reserve_id, price in prices.items()}
-    all_prices.update(extra_prices or {})
-    return Market(
-        version=version,
-        reserves={reserve.id: reserve for reserve in reserves},
-        prices=all_prices,
-        emode_categories={category.id: category for category in emode},
-        reserves_count=reserves_count,
-    )
-
-
-def make_user(
-    *,
-    collateral: Mapping[int, int] | None = None,
-    debt: Mapping[int, int] | None = None,
-    emode: int = 0,
-) -> UserAccount:
-    """A user flagged on exactly the reserves given, with those scaled balances."""
-    collateral = collateral or {}
-    debt = debt or {}
-    positions = {
-        reserve_id: UserReserve(
-            scaled_atoken_balance=collateral.get(reserve_id, 0),
-            scaled_variable_debt=debt.get(reserve_id, 0),
-        )
-        for reserve_id in set(collateral) | set(debt)
-    }
-    return UserAccount(
-        address=BORROWER,
-        configuration=user_configuration_word(borrowing=debt, collateral=collateral),
-        emode_category=emode,
-        positions=positions,
-    )
 
 
 def percent_mul(value: int, percentage: int) -> int:

@@ -25,7 +25,6 @@ from overlord.aave import (
     Market,
     ProtocolVersion,
     Reserve,
-    ReserveConfiguration,
     ReserveNotListedError,
     StableDebt,
     UserAccount,
@@ -36,6 +35,16 @@ from overlord.aave import (
     user_configuration_word,
 )
 from overlord.aave.liquidation import LiquidationResult, _Amounts, _capped_fee, _Pair
+from tests.unit.aave import builders
+from tests.unit.aave.builders import (
+    BORROWER,
+    NOW,
+    PRICE_SOURCE,
+    WAD,
+    asset,
+    make_reserve,
+    make_user,
+)
 
 V = ProtocolVersion
 ALL_VERSIONS = list(ProtocolVersion)
@@ -43,56 +52,11 @@ PER_RESERVE_CLOSE_FACTOR = [V.V3_0_0, V.V3_0_1, V.V3_0_2, V.V3_1, V.V3_2]
 POSITION_WIDE_CLOSE_FACTOR = [V.V3_3, V.V3_4, V.V3_5, V.V3_6]
 FROM_3_0_1 = [v for v in ALL_VERSIONS if v is not V.V3_0_0]
 
-RAY = 10**27
-WAD = 10**18
-NOW = 1_700_000_000
-BORROWER = "0x00000000000000000000000000000000000000b0"
 LIQUIDATOR = "0x00000000000000000000000000000000000000c0"
-PRICE_SOURCE = "0x0000000000000000000000000000000000005e00"
 C_PRICE = 2000 * 10**8
 D_PRICE = 10**8
 C = 10**18  # one collateral token
 D = 10**6  # one debt token
-
-
-def asset(reserve_id: int) -> str:
-    """The test asset address of a reserve id."""
-    return f"0x{reserve_id + 0xA0:040x}"
-
-
-def make_reserve(
-    reserve_id: int,
-    *,
-    ltv: int = 0,
-    lt: int = 0,
-    lb: int = 0,
-    decimals: int = 18,
-    protocol_fee: int = 0,
-    emode_category: int = 0,
-    active: bool = True,
-    paused: bool = False,
-    liquidity_index: int = RAY,
-    grace_until: int = 0,
-) -> Reserve:
-    """A reserve updated at ``NOW``."""
-    return Reserve(
-        id=reserve_id,
-        asset=asset(reserve_id),
-        configuration=ReserveConfiguration(
-            ltv=ltv,
-            liquidation_threshold=lt,
-            liquidation_bonus=lb,
-            decimals=decimals,
-            liquidation_protocol_fee=protocol_fee,
-            emode_category=emode_category,
-            active=active,
-            paused=paused,
-        ),
-        liquidity_index=liquidity_index,
-        variable_borrow_index=RAY,
-        last_update_timestamp=NOW,
-        liquidation_grace_period_until=grace_until,
-    )
 
 
 def collateral_reserve(reserve_id: int = 0, **overrides: int | bool) -> Reserve:
@@ -118,41 +82,8 @@ def make_market(
     extra_prices: Mapping[str, int] | None = None,
 ) -> Market:
     """Prices by reserve id; by default ``C`` prices for id 0 and ``D`` prices for id 1."""
-    by_id = {0: C_PRICE, 1: D_PRICE} if prices is None else dict(prices)
-    all_prices = {asset(reserve_id): price for reserve_id, price in by_id.items()}
-    all_prices.update(extra_prices or {})
-    return Market(
-        version=version,
-        reserves={reserve.id: reserve for reserve in reserves},
-        prices=all_prices,
-        emode_categories={category.id: category for category in emode},
-    )
-
-
-def make_user(
-    *,
-    collateral: Mapping[int, int] | None = None,
-    debt: Mapping[int, int] | None = None,
-    emode: int = 0,
-    unflagged_collateral: Mapping[int, int] | None = None,
-) -> UserAccount:
-    """A user flagged on the reserves given (``unflagged_collateral``: aTokens, no flag)."""
-    collateral = collateral or {}
-    debt = debt or {}
-    supplied = {**(unflagged_collateral or {}), **collateral}
-    positions = {
-        reserve_id: UserReserve(
-            scaled_atoken_balance=supplied.get(reserve_id, 0),
-            scaled_variable_debt=debt.get(reserve_id, 0),
-        )
-        for reserve_id in set(supplied) | set(debt)
-    }
-    return UserAccount(
-        address=BORROWER,
-        configuration=user_configuration_word(borrowing=debt, collateral=collateral),
-        emode_category=emode,
-        positions=positions,
-    )
+    by_id = {0: C_PRICE, 1: D_PRICE} if prices is None else prices
+    return builders.make_market(version, reserves, by_id, emode=emode, extra_prices=extra_prices)
 
 
 def liquidate(
