@@ -1,0 +1,1 @@
+"""Chain access: JSON-RPC transport, ABI encoding, and the Aave market reader."""
