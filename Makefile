@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NPM_STAMP := node_modules/.installed
 SNAPSHOT ?= examples/market-3.6.json
 ONLY ?=
 
@@ -17,8 +18,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
+# The local chain's npm packages (anvil, Aave v3.0.2 artifacts, Aave v3.6.0 sources, solc).
+$(NPM_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed for the local chain (Node.js >= 18)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NPM_STAMP)
+
 ## run: compute exact getUserAccountData and liquidation sizes for a sample market snapshot
-run: $(STAMP)
+run: $(STAMP) $(NPM_STAMP)
 	$(BIN)/overlord account-data $(SNAPSHOT)
 
 ## test: lint, type-check, run every test with coverage (100 % required for overlord.aave)
@@ -31,7 +38,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) $(NPM_STAMP)
 	$(BIN)/python -m pytest --cov=overlord --cov-report= -q
 	$(BIN)/python -m coverage report
 	@echo "coverage of the math package (overlord.aave), 100 % required:"
@@ -42,4 +49,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py $(ONLY)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage
+	rm -rf $(VENV) node_modules .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage
