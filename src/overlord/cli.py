@@ -31,7 +31,9 @@ from overlord.aave import (
 from overlord.aave.account import NO_DEBT_HEALTH_FACTOR, user_emode_category
 from overlord.aave.configuration import flagged_reserves
 from overlord.aave.wadray import WAD
+from overlord.devnet.cli import devnet_app
 from overlord.snapshot import Snapshot, SnapshotError, load_snapshot
+from overlord.verify import verify_command
 
 EXIT_REVERT = 1
 EXIT_BAD_INPUT = 2
@@ -53,8 +55,10 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
 )
+app.add_typer(devnet_app, name="devnet")
+app.command("verify")(verify_command)
 stdout = Console()
 stderr = Console(stderr=True)
 
@@ -101,7 +105,7 @@ def account_data(
         typer.Option("--json", help="One JSON object per user with the six outputs as integers."),
     ] = False,
 ) -> None:
-    """Compute [bold]getUserAccountData[/] exactly from a market snapshot.
+    """Compute **getUserAccountData** exactly from a market snapshot.
 
     Prints the six values the Pool returns (totalCollateralBase, totalDebtBase,
     availableBorrowsBase, currentLiquidationThreshold, ltv, healthFactor) for each user,

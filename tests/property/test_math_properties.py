@@ -495,7 +495,14 @@ def test_a_liquidation_never_takes_more_than_the_collateral_and_the_fee_stays_in
     scenario: Scenario,
 ) -> None:
     market, user = scenario.market, scenario.user
-    result = max_liquidation(market, user, asset(0), asset(1), now=NOW)
+    try:
+        result = max_liquidation(market, user, asset(0), asset(1), now=NOW)
+    except ArithmeticRevert:
+        # 3.0.0 only: no fee cap, so a fee above the remaining scaled collateral makes the
+        # transfer underflow and the call revert (aave-v3-core PR #709).
+        assert market.version is V.V3_0_0
+        event("3.0.0 fee overshoot reverts")
+        return
     if not isinstance(result, Liquidation):
         event(f"rejected: {result.reason.value}")
         return  # not liquidatable (HF >= 1, LT gate, ...): nothing to check

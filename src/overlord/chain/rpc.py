@@ -106,12 +106,20 @@ class JsonRpcClient:
         }
         return self._result(method, self._post(method, payload))
 
-    def batch(self, requests: Sequence[tuple[str, Sequence[JsonValue]]]) -> list[JsonValue]:
-        """Many requests in JSON-RPC batches of at most ``max_batch``; results in order.
+    def batch_answers(
+        self, requests: Sequence[tuple[str, Sequence[JsonValue]]]
+    ) -> list[dict[str, JsonValue]]:
+        """The raw answer objects of ``requests``, in order, error objects included.
 
-        Raises :class:`RpcError` for the first request that failed.
+        Unlike :meth:`batch`, an error answer is returned rather than raised, so a caller
+        can tell a revert (say, a getter this contract lacks) from a failure. Sent in
+        chunks of at most ``max_batch``, one HTTP round trip each.
+
+        Raises:
+            RpcError: a chunk was answered with something that is not a batch answer, or a
+                request was left unanswered.
         """
-        results: list[JsonValue] = []
+        answers: list[dict[str, JsonValue]] = []
         for start in range(0, len(requests), self.max_batch):
             chunk = requests[start : start + self.max_batch]
             ids = [next(self._ids) for _ in chunk]
@@ -119,14 +127,25 @@ class JsonRpcClient:
                 {"jsonrpc": "2.0", "id": ident, "method": method, "params": list(params)}
                 for ident, (method, params) in zip(ids, chunk, strict=True)
             ]
-            answers = self._post(chunk[0][0], payload)
-            if not isinstance(answers, list):
+            reply = self._post(chunk[0][0], payload)
+            if not isinstance(reply, list):
                 # A node that rejects the whole batch answers with one error object.
-                self._result(chunk[0][0], answers)
-                raise RpcError(chunk[0][0], "batch answered with a single result")
-            by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
+                self._result(chunk[0][0], reply)
+                raise RpcError(chunk[0][0], f"the batch was answered with {str(reply)[:200]}")
+            by_id = {answer.get("id"): answer for answer in reply if isinstance(answer, dict)}
             for ident, (method, _params) in zip(ids, chunk, strict=True):
                 if ident not in by_id:
                     raise RpcError(method, f"no answer for request {ident} in the batch")
-                results.append(self._result(method, by_id[ident]))
-        return results
+                answers.append(by_id[ident])
+        return answers
+
+    def batch(self, requests: Sequence[tuple[str, Sequence[JsonValue]]]) -> list[JsonValue]:
+        """Many requests in JSON-RPC batches of at most ``max_batch``; results in order.
+
+        Raises :class:`RpcError` for the first request that failed.
+        """
+        answers = self.batch_answers(requests)
+        return [
+            self._result(method, answer)
+            for (method, _params), answer in zip(requests, answers, strict=True)
+        ]
