@@ -7,7 +7,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
-SNAPSHOT ?= examples/market-3.6.json
+PROTOCOL ?= 3.6.0
+USERS ?= 1000
+STEPS ?= 30
 ONLY ?=
 
 .PHONY: run test lint typecheck unit bench clean
@@ -24,9 +26,9 @@ $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $(NPM_STAMP)
 
-## run: compute exact getUserAccountData and liquidation sizes for a sample market snapshot
+## run: a real Aave market on a local chain, a narrated history, then every user checked exactly
 run: $(STAMP) $(NPM_STAMP)
-	$(BIN)/overlord account-data $(SNAPSHOT)
+	$(BIN)/overlord devnet demo --protocol $(PROTOCOL) --users $(USERS) --steps $(STEPS)
 
 ## test: lint, type-check, run every test with coverage (100 % required for overlord.aave)
 test: lint typecheck unit

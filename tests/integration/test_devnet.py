@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from typer.testing import CliRunner
 
 from overlord.chain import aave_abi
 from overlord.chain.abi import event_topic
 from overlord.chain.rpc import JsonRpcClient
+from overlord.cli import app
 from overlord.devnet import launch
 from overlord.devnet.anvil import AnvilNode, free_port
 from overlord.devnet.launch import Devnet, running_devnet
@@ -343,3 +345,22 @@ def test_devnet_scenario_reports_an_unreachable_node_in_one_line() -> None:
     assert result.stderr.count("\n") == 1
     assert "cannot reach the node" in result.stderr
     assert "secret" not in result.stderr
+
+
+def test_devnet_demo_checks_every_user_exactly_and_ranks_the_riskiest() -> None:
+    result = CliRunner().invoke(
+        app,
+        ["devnet", "demo", "--users", "40", "--steps", "12", "--seed", "3"],
+        env={"COLUMNS": "120"},
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "40 users checked against Pool.getUserAccountData, 0 mismatches" in result.stdout
+    assert "lowest health factors (exact)" in result.stdout
+
+
+def test_devnet_demo_rejects_an_unknown_protocol() -> None:
+    result = CliRunner().invoke(app, ["devnet", "demo", "--protocol", "3.7.0"])
+
+    assert result.exit_code == 2
+    assert "unknown protocol '3.7.0'" in result.stderr

@@ -2,8 +2,12 @@
 
 ``up`` starts anvil with a deployed and seeded market (from the cache when possible) and
 serves it until Ctrl-C or SIGTERM; ``scenario`` drives any such chain through a seeded
-random market history. Exit codes: 0 on success, 1 when the devnet cannot be set up or
-stops unexpectedly, 2 on bad input (arguments, manifest, users file, unreachable node).
+random market history; ``demo`` does both on an embedded chain, then checks every user
+exactly against the Pool and shows the riskiest borrowers with their best liquidation.
+
+Exit codes: 0 on success, 1 when the devnet cannot be set up, stops unexpectedly or (demo)
+a user's numbers differ from the Pool's, 2 on bad input (arguments, manifest, users file,
+unreachable node).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from overlord.devnet.manifest import Manifest, ManifestError
 from overlord.devnet.paths import DevnetSetupError
 
 if TYPE_CHECKING:
+    from overlord.devnet.demo import MarketCheck
     from overlord.devnet.launch import Devnet
     from overlord.devnet.scenario import StepRecord
 
@@ -270,3 +275,82 @@ def _run_with_progress(
             progress.advance(task)
 
         return run_scenario(client, manifest, users, steps=steps, seed=seed, on_step=narrate)
+
+
+@devnet_app.command("demo")
+def demo(
+    protocol: Annotated[
+        str, typer.Option("--protocol", help="Aave version to deploy: 3.0.2 or 3.6.0.")
+    ] = "3.6.0",
+    users: Annotated[int, typer.Option("--users", min=1, help="Users to seed.")] = 1000,
+    steps: Annotated[int, typer.Option("--steps", min=0, help="Scenario steps.")] = 30,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the market and history.")] = 1,
+) -> None:
+    """Run a narrated market history on an embedded chain, then check it exactly.
+
+    Starts a local chain with a real Aave market (cached after the first run), drives it
+    through a scenario of price moves, crashes, time jumps, user actions and
+    liquidations, then recomputes every user's getUserAccountData with Overlord's exact
+    math, compares it with the Pool's own answer, and lists the borrowers closest to
+    liquidation with the most profitable liquidation of each.
+    """
+    from overlord.devnet.demo import check_market
+    from overlord.devnet.launch import running_devnet
+
+    if protocol not in PROTOCOLS:
+        raise _fail(
+            f"unknown protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}", EXIT_BAD_INPUT
+        )
+    try:
+        with ExitStack() as stack:
+            with _bars() as progress:
+                progress.add_task(f"starting Aave {protocol}", total=None)
+                bars = _StageBars(progress)
+                devnet = stack.enter_context(
+                    running_devnet(protocol, users=users, seed=seed, progress=bars.update)
+                )
+            _say(f"Aave {protocol} on anvil at {devnet.rpc_url}, {len(devnet.users)} users")
+            client = stack.enter_context(devnet.client())
+            records = _run_with_progress(client, devnet.manifest, devnet.users, steps, seed)
+            liquidations = sum(record.liquidations for record in records)
+            _say(f"{len(records)} steps, {liquidations} liquidations by the devnet liquidator")
+            check = check_market(
+                client, devnet.manifest.pool, devnet.users, devnet.manifest.accounts["liquidator"]
+            )
+    except DevnetSetupError as exc:
+        raise _fail(str(exc), EXIT_FAILURE) from None
+    symbols = {reserve.asset.lower(): reserve.symbol for reserve in devnet.manifest.reserves}
+    _print_check(check, symbols)
+    if check.mismatches:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _print_check(check: MarketCheck, symbols: dict[str, str]) -> None:
+    from rich.table import Table
+
+    _say(
+        f"block {check.block}: {check.users_checked} users checked against "
+        f"Pool.getUserAccountData, {check.mismatches} mismatches; {check.underwater} below HF 1"
+    )
+    table = Table(
+        title="lowest health factors (exact); liquidation: collateral seized / debt repaid",
+        title_justify="left",
+        show_edge=False,
+    )
+    for column in ("user", "HF", "collateral $", "debt $", "liquidation", "gain $"):
+        table.add_column(column, justify="left" if column in ("user", "liquidation") else "right")
+    for borrower in check.riskiest:
+        account, best = borrower.account, borrower.best
+        plan = "-"
+        if best is not None:
+            size = "max" if best.debt_to_cover == 2**256 - 1 else "part"
+            plan = f"{symbols[best.collateral_asset]}/{symbols[best.debt_asset]} {size}"
+        table.add_row(
+            borrower.user.address[:10] + "…",
+            f"{account.health_factor / 10**18:.4f}",
+            f"{account.total_collateral_base / 10**8:,.0f}",
+            f"{account.total_debt_base / 10**8:,.0f}",
+            plan,
+            "" if best is None else f"{borrower.gross_gain_base / 10**8:,.2f}",
+        )
+    stdout.print(table)
