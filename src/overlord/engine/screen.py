@@ -1,0 +1,289 @@
+"""The vector screen: every user's health factor in float64, with a bound on its error.
+
+For one block (a :class:`~overlord.aave.Market` and a timestamp) the per-reserve factors are
+computed once from the exact indices (``index × price / unit``), then every position's
+collateral and debt value is a product and every user's sums a ``bincount``. Each user is
+classified against health factor 1:
+
+* ``SAFE``: the exact health factor is certainly >= 1;
+* ``UNDERWATER``: the exact health factor is certainly < 1;
+* ``UNCERTAIN``: too close to call; :func:`confirm` computes it exactly.
+
+**Error bound.** Write ``S`` for the weighted collateral ``Σ value_i × LT_i / 10^4`` and
+``D`` for the total debt, both in base-currency units; the exact health factor is
+``S_exact / D_exact`` up to the contract's final roundings. Against the float sums:
+
+* each collateral value differs from its float estimate by at most ``p/u + 1`` base units
+  (the balance rounding moves the token amount by at most 1 unit, worth ``p/u``; the floor
+  of the value by less than 1), and each debt value by at most ``p/u + 2`` (ceil, or the
+  half-up balance and floor), where ``p/u`` is the largest price-per-unit of the market
+  (3.0/3.1: including eMode price sources); stable debt (3.0/3.1) adds a relative 1e-11
+  for the float compounding; so ``|ΔS| <= n_c × (p/u + 1)`` and
+  ``|ΔD| <= n_d × (p/u + 2)`` for ``n_c`` collateral and ``n_d`` debt positions;
+* float rounding: every estimate is a product of at most four rounded factors summed over
+  at most 256 positions, so its relative error is below ``512 × 2^-53`` (taken as 1e-13);
+* before 3.5 the average liquidation threshold is floored to whole bps:
+  ``S_exact`` lies in ``[S − TC/10^4 − 1, S + 1]`` (``TC``: total collateral);
+* the final ``wadDiv`` / floor of the health factor moves it by at most 2e-18 (absolute).
+
+A user is ``SAFE`` when ``(S − ΔS)(1 − 1e-13) >= (D + ΔD)(1 + 1e-13)(1 + 1e-17)`` and
+``UNDERWATER`` when ``(S + ΔS)(1 + 1e-13) < (D − ΔD)(1 − 1e-13)(1 − 1e-17)``. A user with
+no debt flag is ``SAFE``; 3.3 users with a GHO discount are always ``UNCERTAIN``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from overlord.aave import AccountData, Market, calculate_user_account_data
+from overlord.aave.account import (
+    emode_source_price,
+    reserve_debt_index,
+    reserve_income_index,
+    reserve_price,
+    stable_debt_balance,
+    user_emode_category,
+)
+from overlord.aave.configuration import MAX_RESERVES_COUNT, is_borrowing, is_reserve_in_bitmap
+from overlord.aave.versions import EModeMembership, HealthFactorFormula, LoopBound
+from overlord.engine.positions import BORROWING, COLLATERAL, DEAD, PositionTable
+
+SAFE, UNDERWATER, UNCERTAIN = np.int8(0), np.int8(1), np.int8(2)
+RELATIVE_FLOAT_ERROR = 1e-13
+FINAL_ROUNDING = 1e-17  # relative slack for the last wadDiv/floor (2e-18 absolute near 1)
+STABLE_RELATIVE_ERROR = 1e-11
+RAY = 10**27
+_CATEGORIES = 256
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class BlockFactors:
+    """What one block contributes to every position, per reserve id (and eMode category)."""
+
+    market: Market
+    now: int
+    collateral: FloatArray  # base units per scaled aToken unit
+    debt: FloatArray  # base units per scaled debt unit
+    threshold: FloatArray  # reserve LT in bps, 0 where the collateral does not count
+    counted: npt.NDArray[np.bool_]  # the collateral gate (3.6: every flagged collateral)
+    member: npt.NDArray[np.bool_]  # [category, reserve]
+    emode_threshold: FloatArray  # [category]
+    source_collateral: FloatArray | None  # 3.0/3.1: [category, reserve], source-priced members
+    source_debt: FloatArray | None  # likewise for debt; NaN where no source price applies
+    price_per_unit_max: float
+    loop_bound: int | None  # reserve ids at or above are ignored (<= 3.3)
+
+
+def block_factors(market: Market, now: int) -> BlockFactors:
+    """Per-reserve factors of ``market`` at timestamp ``now`` (exact indices, then float)."""
+    rules = market.rules
+    size = MAX_RESERVES_COUNT  # every possible id, so gaps and unknown reserves index safely
+    collateral = np.zeros(size)
+    debt = np.zeros(size)
+    threshold = np.zeros(size)
+    counted = np.zeros(size, dtype=np.bool_)
+    price_per_unit = [0.0]
+    indices: dict[int, tuple[float, float]] = {}
+    for reserve_id, reserve in market.reserves.items():
+        price = market.price(reserve.asset)
+        unit = reserve.configuration.unit
+        income = reserve_income_index(reserve, now) / RAY / unit
+        borrow = reserve_debt_index(rules, reserve, now) / RAY / unit
+        indices[reserve_id] = (income, borrow)
+        collateral[reserve_id], debt[reserve_id] = income * price, borrow * price
+        lt = reserve.configuration.liquidation_threshold
+        counted[reserve_id] = lt != 0 or not rules.collateral_needs_liquidation_threshold
+        threshold[reserve_id] = lt
+        price_per_unit.append(price / unit)
+    member, emode_threshold = _emode_tables(market, size)
+    source_collateral = source_debt = None
+    if rules.emode_price_source:
+        source_collateral, source_debt = _source_tables(market, indices, price_per_unit)
+    bound = market.loop_reserves_count if rules.loop_bound is LoopBound.RESERVES_COUNT else None
+    return BlockFactors(
+        market,
+        now,
+        collateral,
+        debt,
+        threshold,
+        counted,
+        member,
+        emode_threshold,
+        source_collateral,
+        source_debt,
+        max(price_per_unit),
+        bound,
+    )
+
+
+def _emode_tables(market: Market, size: int) -> tuple[npt.NDArray[np.bool_], FloatArray]:
+    """Category membership ``[category, reserve]`` by the version's rule, and category LTs."""
+    by_id = market.rules.emode_membership is EModeMembership.RESERVE_CATEGORY_ID
+    member = np.zeros((_CATEGORIES, size), dtype=np.bool_)
+    lt = np.zeros(_CATEGORIES)
+    for category_id, category in market.emode_categories.items():
+        lt[category_id] = category.liquidation_threshold
+        for reserve_id, reserve in market.reserves.items():
+            member[category_id, reserve_id] = (
+                reserve.configuration.emode_category == category_id
+                if by_id
+                else is_reserve_in_bitmap(category.collateral_bitmap, reserve_id)
+            )
+    return member, lt
+
+
+def _source_tables(
+    market: Market, indices: Mapping[int, tuple[float, float]], price_per_unit: list[float]
+) -> tuple[FloatArray, FloatArray]:
+    """3.0/3.1: factors of reserves priced by their eMode category's price source."""
+    collateral = np.full((_CATEGORIES, MAX_RESERVES_COUNT), np.nan)
+    debt = np.full((_CATEGORIES, MAX_RESERVES_COUNT), np.nan)
+    for category_id, category in market.emode_categories.items():
+        price = emode_source_price(market, category)
+        if price == 0:
+            continue  # the account loop ignores a source quoting 0
+        for reserve_id, reserve in market.reserves.items():
+            if reserve.configuration.emode_category == category_id:
+                income, borrow = indices[reserve_id]
+                collateral[category_id, reserve_id] = income * price
+                debt[category_id, reserve_id] = borrow * price
+                price_per_unit.append(price / reserve.configuration.unit)
+    return collateral, debt
+
+
+@dataclass(frozen=True)
+class ScreenResult:
+    """Per user (by index): float health factor estimate and classification."""
+
+    health_factor: FloatArray
+    status: npt.NDArray[np.int8]
+    weighted_collateral: FloatArray
+    debt: FloatArray
+
+    def users_with(self, status: np.int8) -> npt.NDArray[np.intp]:
+        """Indices of the users with ``status``."""
+        return np.nonzero(self.status == status)[0]
+
+
+def screen(table: PositionTable, factors: BlockFactors) -> ScreenResult:
+    """Estimate and classify every user of ``table`` at the block of ``factors``."""
+    rows = table.rows()
+    n = table.users
+    alive = rows.user != DEAD
+    if factors.loop_bound is not None:
+        alive &= rows.reserve < factors.loop_bound
+    user = np.where(alive, rows.user, n)  # dead rows go to a sentinel user n
+    reserve = rows.reserve.astype(np.intp)
+    category = table.emode[np.minimum(user, max(n - 1, 0))] if n else np.zeros(0, np.uint8)
+    is_collateral = alive & ((rows.flags & COLLATERAL) != 0) & factors.counted[reserve]
+    is_debt = alive & ((rows.flags & BORROWING) != 0)
+    in_emode = factors.member[category, reserve] & (category != 0)
+    lt = np.where(in_emode, factors.emode_threshold[category], factors.threshold[reserve])
+    collateral_factor, debt_factor = factors.collateral[reserve], factors.debt[reserve]
+    if factors.source_collateral is not None and factors.source_debt is not None:
+        # 3.0/3.1: the user's category price source replaces its members' prices.
+        override = factors.source_collateral[category, reserve]
+        applies = (category != 0) & ~np.isnan(override)
+        collateral_factor = np.where(applies, override, collateral_factor)
+        debt_factor = np.where(applies, factors.source_debt[category, reserve], debt_factor)
+    value = np.where(is_collateral, rows.scaled_a * collateral_factor, 0.0)
+    debt_value = np.where(is_debt, rows.scaled_v * debt_factor, 0.0)
+    weighted = _per_user(user, value * lt / 1e4, n)
+    total_collateral = _per_user(user, value, n)
+    debt = _per_user(user, debt_value, n)
+    n_collateral = _per_user(user, is_collateral.astype(np.float64), n)
+    debt, debt_error = _add_stable_debt(table, factors, debt)
+    return _classify(table, factors, weighted, total_collateral, debt, n_collateral, debt_error)
+
+
+def _per_user(user: npt.NDArray[np.int32], weights: FloatArray, n: int) -> FloatArray:
+    """Sum ``weights`` per user (the sentinel user ``n`` collects dead rows and is dropped)."""
+    sums: FloatArray = np.bincount(user, weights, minlength=n + 1)[:n].astype(np.float64)
+    return sums
+
+
+def _add_stable_debt(
+    table: PositionTable, factors: BlockFactors, debt: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Stable debt (3.0/3.1) valued per position; returns the debt and its extra error."""
+    extra = np.zeros_like(debt)
+    market = factors.market
+    rules = market.rules
+    if not rules.stable_debt or not table.stable:
+        return debt, extra
+    debt = debt.copy()
+    for user, per_reserve in table.stable.items():
+        account = table.account(user)
+        emode = user_emode_category(market, account)
+        emode_price = emode_source_price(market, emode)
+        for reserve_id in per_reserve:
+            reserve = market.reserves.get(reserve_id)
+            if reserve is None or not is_borrowing(account.configuration, reserve_id):
+                continue
+            balance = stable_debt_balance(rules, account.position(reserve_id), factors.now)
+            price = reserve_price(market, reserve, emode, emode_price)
+            value = balance * price / reserve.configuration.unit
+            debt[user] += value
+            extra[user] += value * STABLE_RELATIVE_ERROR + 1.0
+    return debt, extra
+
+
+def _classify(
+    table: PositionTable,
+    factors: BlockFactors,
+    weighted: FloatArray,
+    total_collateral: FloatArray,
+    debt: FloatArray,
+    n_collateral: FloatArray,
+    debt_error: FloatArray,
+) -> ScreenResult:
+    rules = factors.market.rules
+    rows = table.rows()
+    n = table.users
+    alive = rows.user != DEAD
+    is_debt = ((rows.flags & BORROWING) != 0) & alive
+    n_debt = _per_user(np.where(alive, rows.user, n), is_debt.astype(np.float64), n)
+    ppu = factors.price_per_unit_max
+    collateral_error = n_collateral * (ppu + 1.0) + 1.0
+    if rules.health_factor is HealthFactorFormula.AVERAGED:
+        collateral_error = collateral_error + total_collateral / 1e4
+    debt_error = debt_error + n_debt * (ppu + 2.0)
+    low = 1.0 - RELATIVE_FLOAT_ERROR
+    high = 1.0 + RELATIVE_FLOAT_ERROR
+    safe = (weighted - collateral_error) * low >= (debt + debt_error) * high * (1 + FINAL_ROUNDING)
+    under = (weighted + collateral_error) * high < (debt - debt_error) * low * (1 - FINAL_ROUNDING)
+    status = np.full(n, UNCERTAIN, dtype=np.int8)
+    status[safe] = SAFE
+    status[under] = UNDERWATER
+    status[n_debt == 0] = SAFE  # no debt flag: HF is 2**256 - 1 in every version
+    for user in table.gho:
+        status[user] = UNCERTAIN
+    with np.errstate(divide="ignore", invalid="ignore"):
+        health = np.where(debt > 0, weighted / debt, np.inf)
+    return ScreenResult(health, status, weighted, debt)
+
+
+def confirm(
+    table: PositionTable, factors: BlockFactors, users: npt.NDArray[np.intp]
+) -> Mapping[int, AccountData]:
+    """Exact account data of ``users`` (by index) at the block of ``factors``."""
+    market, now = factors.market, factors.now
+    return {int(u): calculate_user_account_data(market, table.account(int(u)), now) for u in users}
+
+
+def underwater_users(table: PositionTable, market: Market, now: int) -> dict[int, AccountData]:
+    """Every user whose exact health factor is below 1, with the exact account data.
+
+    Screens everyone, then confirms the ``UNDERWATER`` and ``UNCERTAIN`` users exactly.
+    """
+    factors = block_factors(market, now)
+    result = screen(table, factors)
+    candidates = np.nonzero(result.status != SAFE)[0]
+    exact = confirm(table, factors, candidates)
+    return {user: data for user, data in exact.items() if data.is_liquidatable}
