@@ -90,6 +90,37 @@ class PositionTable:
         n = self._rows
         return Rows(self._user[:n], self._reserve[:n], self._flags[:n], self._a[:n], self._v[:n])
 
+    def rows_of(
+        self, users: npt.NDArray[np.intp]
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """Row indices of ``users`` and, per row, the position of its user in ``users``."""
+        counts = self._count[users].astype(np.intp)
+        starts = self._start[users].astype(np.intp)
+        local = np.repeat(np.arange(len(users), dtype=np.intp), counts)
+        first_of_each = np.repeat(np.cumsum(counts) - counts, counts)
+        return np.repeat(starts, counts) + (
+            np.arange(len(local), dtype=np.intp) - first_of_each
+        ), local
+
+    def users_with(self, reserve_id: int, flag: np.uint8) -> npt.NDArray[np.intp]:
+        """Users with ``flag`` (``BORROWING`` or ``COLLATERAL``) set on ``reserve_id``, sorted."""
+        rows = self.rows()
+        hits = (rows.reserve == reserve_id) & ((rows.flags & flag) != 0) & (rows.user != DEAD)
+        return np.unique(rows.user[hits]).astype(np.intp)
+
+    def users_of_reserves(self, reserve_ids: Iterable[int]) -> npt.NDArray[np.intp]:
+        """Users with any flag on any of ``reserve_ids``, sorted."""
+        rows = self.rows()
+        hits = np.isin(rows.reserve, np.fromiter(reserve_ids, dtype=np.int16)) & (rows.user != DEAD)
+        return np.unique(rows.user[hits]).astype(np.intp)
+
+    def users_per_reserve(self, flag: np.uint8) -> dict[int, int]:
+        """Number of users with ``flag`` on each reserve id (for the stats line)."""
+        rows = self.rows()
+        hits = ((rows.flags & flag) != 0) & (rows.user != DEAD)
+        counts = np.bincount(rows.reserve[hits].astype(np.intp))
+        return {int(r): int(c) for r, c in enumerate(counts) if c}
+
     def nbytes(self) -> int:
         """Bytes held by the arrays."""
         arrays = (

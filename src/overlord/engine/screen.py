@@ -159,30 +159,70 @@ def _source_tables(
 
 @dataclass(frozen=True)
 class ScreenResult:
-    """Per user (by index): float health factor estimate and classification."""
+    """For ``users`` (indices into the table, in this order): estimates and classification."""
 
+    users: npt.NDArray[np.intp]
     health_factor: FloatArray
     status: npt.NDArray[np.int8]
     weighted_collateral: FloatArray
     debt: FloatArray
 
     def users_with(self, status: np.int8) -> npt.NDArray[np.intp]:
-        """Indices of the users with ``status``."""
-        return np.nonzero(self.status == status)[0]
+        """Table indices of the users with ``status``."""
+        selected: npt.NDArray[np.intp] = self.users[self.status == status]
+        return selected
 
 
-def screen(table: PositionTable, factors: BlockFactors) -> ScreenResult:
-    """Estimate and classify every user of ``table`` at the block of ``factors``."""
+@dataclass(frozen=True)
+class _Sums:
+    weighted: FloatArray
+    total_collateral: FloatArray
+    debt: FloatArray
+    n_collateral: FloatArray
+    n_debt: FloatArray
+
+
+def screen(
+    table: PositionTable, factors: BlockFactors, users: npt.NDArray[np.intp] | None = None
+) -> ScreenResult:
+    """Estimate and classify ``users`` (default: every user) at the block of ``factors``.
+
+    A targeted screen (some users) computes exactly what the full screen computes for
+    them: the same rows, the same arithmetic, in the same order.
+    """
+    if users is None:
+        users = np.arange(table.users, dtype=np.intp)
+        rows = table.rows()
+        local = np.where(rows.user == DEAD, len(users), rows.user).astype(np.intp)
+        row_index: npt.NDArray[np.intp] | slice = slice(None)
+    else:
+        users = np.asarray(users, dtype=np.intp)
+        row_index, local = table.rows_of(users)
+    sums = _sums(table, factors, users, row_index, local)
+    debt, debt_error = _add_stable_debt(table, factors, users, sums.debt)
+    return _classify(table, factors, users, sums, debt, debt_error)
+
+
+def _sums(
+    table: PositionTable,
+    factors: BlockFactors,
+    users: npt.NDArray[np.intp],
+    row_index: npt.NDArray[np.intp] | slice,
+    local: npt.NDArray[np.intp],
+) -> _Sums:
     rows = table.rows()
-    n = table.users
-    alive = rows.user != DEAD
+    k = len(users)
+    user_of_row = rows.user[row_index]
+    alive = user_of_row != DEAD
+    reserve = rows.reserve[row_index].astype(np.intp)
+    flags = rows.flags[row_index]
     if factors.loop_bound is not None:
-        alive &= rows.reserve < factors.loop_bound
-    user = np.where(alive, rows.user, n)  # dead rows go to a sentinel user n
-    reserve = rows.reserve.astype(np.intp)
-    category = table.emode[np.minimum(user, max(n - 1, 0))] if n else np.zeros(0, np.uint8)
-    is_collateral = alive & ((rows.flags & COLLATERAL) != 0) & factors.counted[reserve]
-    is_debt = alive & ((rows.flags & BORROWING) != 0)
+        alive &= reserve < factors.loop_bound
+    category = (
+        table.emode[np.where(alive, user_of_row, 0)] if len(table.emode) else np.zeros(0, np.uint8)
+    )
+    is_collateral = alive & ((flags & COLLATERAL) != 0) & factors.counted[reserve]
+    is_debt = alive & ((flags & BORROWING) != 0)
     in_emode = factors.member[category, reserve] & (category != 0)
     lt = np.where(in_emode, factors.emode_threshold[category], factors.threshold[reserve])
     collateral_factor, debt_factor = factors.collateral[reserve], factors.debt[reserve]
@@ -192,24 +232,28 @@ def screen(table: PositionTable, factors: BlockFactors) -> ScreenResult:
         applies = (category != 0) & ~np.isnan(override)
         collateral_factor = np.where(applies, override, collateral_factor)
         debt_factor = np.where(applies, factors.source_debt[category, reserve], debt_factor)
-    value = np.where(is_collateral, rows.scaled_a * collateral_factor, 0.0)
-    debt_value = np.where(is_debt, rows.scaled_v * debt_factor, 0.0)
-    weighted = _per_user(user, value * lt / 1e4, n)
-    total_collateral = _per_user(user, value, n)
-    debt = _per_user(user, debt_value, n)
-    n_collateral = _per_user(user, is_collateral.astype(np.float64), n)
-    debt, debt_error = _add_stable_debt(table, factors, debt)
-    return _classify(table, factors, weighted, total_collateral, debt, n_collateral, debt_error)
+    value = np.where(is_collateral, rows.scaled_a[row_index] * collateral_factor, 0.0)
+    debt_value = np.where(is_debt, rows.scaled_v[row_index] * debt_factor, 0.0)
+    return _Sums(
+        weighted=_per_user(local, value * lt / 1e4, k),
+        total_collateral=_per_user(local, value, k),
+        debt=_per_user(local, debt_value, k),
+        n_collateral=_per_user(local, is_collateral.astype(np.float64), k),
+        # Every debt flag counts here, even beyond the <= 3.3 loop bound (conservative).
+        n_debt=_per_user(
+            local, (((flags & BORROWING) != 0) & (user_of_row != DEAD)).astype(np.float64), k
+        ),
+    )
 
 
-def _per_user(user: npt.NDArray[np.int32], weights: FloatArray, n: int) -> FloatArray:
-    """Sum ``weights`` per user (the sentinel user ``n`` collects dead rows and is dropped)."""
-    sums: FloatArray = np.bincount(user, weights, minlength=n + 1)[:n].astype(np.float64)
+def _per_user(local: npt.NDArray[np.intp], weights: FloatArray, k: int) -> FloatArray:
+    """Sum ``weights`` per local user (the sentinel ``k`` collects dead rows and is dropped)."""
+    sums: FloatArray = np.bincount(local, weights, minlength=k + 1)[:k].astype(np.float64)
     return sums
 
 
 def _add_stable_debt(
-    table: PositionTable, factors: BlockFactors, debt: FloatArray
+    table: PositionTable, factors: BlockFactors, users: npt.NDArray[np.intp], debt: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
     """Stable debt (3.0/3.1) valued per position; returns the debt and its extra error."""
     extra = np.zeros_like(debt)
@@ -218,7 +262,11 @@ def _add_stable_debt(
     if not rules.stable_debt or not table.stable:
         return debt, extra
     debt = debt.copy()
+    position_of = {int(user): i for i, user in enumerate(users)}
     for user, per_reserve in table.stable.items():
+        local = position_of.get(user)
+        if local is None:
+            continue
         account = table.account(user)
         emode = user_emode_category(market, account)
         emode_price = emode_source_price(market, emode)
@@ -229,44 +277,37 @@ def _add_stable_debt(
             balance = stable_debt_balance(rules, account.position(reserve_id), factors.now)
             price = reserve_price(market, reserve, emode, emode_price)
             value = balance * price / reserve.configuration.unit
-            debt[user] += value
-            extra[user] += value * STABLE_RELATIVE_ERROR + 1.0
+            debt[local] += value
+            extra[local] += value * STABLE_RELATIVE_ERROR + 1.0
     return debt, extra
 
 
 def _classify(
     table: PositionTable,
     factors: BlockFactors,
-    weighted: FloatArray,
-    total_collateral: FloatArray,
+    users: npt.NDArray[np.intp],
+    sums: _Sums,
     debt: FloatArray,
-    n_collateral: FloatArray,
     debt_error: FloatArray,
 ) -> ScreenResult:
-    rules = factors.market.rules
-    rows = table.rows()
-    n = table.users
-    alive = rows.user != DEAD
-    is_debt = ((rows.flags & BORROWING) != 0) & alive
-    n_debt = _per_user(np.where(alive, rows.user, n), is_debt.astype(np.float64), n)
     ppu = factors.price_per_unit_max
-    collateral_error = n_collateral * (ppu + 1.0) + 1.0
-    if rules.health_factor is HealthFactorFormula.AVERAGED:
-        collateral_error = collateral_error + total_collateral / 1e4
-    debt_error = debt_error + n_debt * (ppu + 2.0)
-    low = 1.0 - RELATIVE_FLOAT_ERROR
-    high = 1.0 + RELATIVE_FLOAT_ERROR
+    collateral_error = sums.n_collateral * (ppu + 1.0) + 1.0
+    if factors.market.rules.health_factor is HealthFactorFormula.AVERAGED:
+        collateral_error = collateral_error + sums.total_collateral / 1e4
+    debt_error = debt_error + sums.n_debt * (ppu + 2.0)
+    low, high = 1.0 - RELATIVE_FLOAT_ERROR, 1.0 + RELATIVE_FLOAT_ERROR
+    weighted = sums.weighted
     safe = (weighted - collateral_error) * low >= (debt + debt_error) * high * (1 + FINAL_ROUNDING)
     under = (weighted + collateral_error) * high < (debt - debt_error) * low * (1 - FINAL_ROUNDING)
-    status = np.full(n, UNCERTAIN, dtype=np.int8)
+    status = np.full(len(users), UNCERTAIN, dtype=np.int8)
     status[safe] = SAFE
     status[under] = UNDERWATER
-    status[n_debt == 0] = SAFE  # no debt flag: HF is 2**256 - 1 in every version
-    for user in table.gho:
-        status[user] = UNCERTAIN
+    status[sums.n_debt == 0] = SAFE  # no debt flag: HF is 2**256 - 1 in every version
+    if table.gho:
+        status[np.isin(users, np.fromiter(table.gho, dtype=np.intp))] = UNCERTAIN
     with np.errstate(divide="ignore", invalid="ignore"):
         health = np.where(debt > 0, weighted / debt, np.inf)
-    return ScreenResult(health, status, weighted, debt)
+    return ScreenResult(users, health, status, weighted, debt)
 
 
 def confirm(
@@ -284,6 +325,5 @@ def underwater_users(table: PositionTable, market: Market, now: int) -> dict[int
     """
     factors = block_factors(market, now)
     result = screen(table, factors)
-    candidates = np.nonzero(result.status != SAFE)[0]
-    exact = confirm(table, factors, candidates)
+    exact = confirm(table, factors, result.users[result.status != SAFE])
     return {user: data for user, data in exact.items() if data.is_liquidatable}

@@ -18,7 +18,7 @@ from overlord.aave import (
 )
 from overlord.aave.configuration import flagged_reserves
 from overlord.aave.errors import MissingPriceError
-from overlord.engine.positions import PositionTable
+from overlord.engine.positions import BORROWING, COLLATERAL, PositionTable
 from overlord.engine.screen import SAFE, UNDERWATER, block_factors, screen, underwater_users
 from tests.unit.engine.market_strategies import NOW, populations
 
@@ -125,3 +125,47 @@ def test_scaled_balances_of_any_size_round_trip_exactly(value: int) -> None:
 
     assert stored.position(0).scaled_atoken_balance == value
     assert stored.position(1).scaled_variable_debt == value
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(population=populations(), data=st.data())
+def test_a_targeted_screen_equals_the_full_screen_for_its_users(
+    population: tuple[Market, list[UserAccount]], data: st.DataObject
+) -> None:
+    market, people = population
+    table = PositionTable()
+    for user in people + people[: len(people) // 2]:  # some users replaced: dead rows too
+        table.upsert(user)
+    try:
+        factors = block_factors(market, NOW)
+        full = screen(table, factors)
+    except (MissingPriceError, ArithmeticError):
+        return
+    subset = np.array(
+        sorted(data.draw(st.sets(st.integers(0, table.users - 1), max_size=table.users))),
+        dtype=np.intp,
+    )
+
+    targeted = screen(table, factors, subset)
+
+    assert np.array_equal(targeted.users, subset)
+    assert np.array_equal(targeted.status, full.status[subset])
+    assert np.array_equal(targeted.weighted_collateral, full.weighted_collateral[subset])
+    assert np.array_equal(targeted.debt, full.debt[subset])
+
+
+def test_the_reserve_index_lists_borrowers_and_suppliers_per_reserve() -> None:
+    table = PositionTable()
+    a = UserAccount("0x" + "0a" * 20, user_configuration_word(borrowing=[1], collateral=[0]))
+    b = UserAccount("0x" + "0b" * 20, user_configuration_word(borrowing=[0, 2], collateral=[1]))
+    c = UserAccount("0x" + "0c" * 20, user_configuration_word(collateral=[0, 2]))
+    for account in (a, b, c):
+        table.upsert(account)
+    table.upsert(UserAccount(c.address, user_configuration_word(collateral=[2])))  # c left 0
+
+    assert table.users_with(0, COLLATERAL).tolist() == [0]
+    assert table.users_with(0, BORROWING).tolist() == [1]
+    assert table.users_with(2, COLLATERAL).tolist() == [2]
+    assert table.users_of_reserves([1]).tolist() == [0, 1]
+    assert table.users_per_reserve(COLLATERAL) == {0: 1, 1: 1, 2: 1}
+    assert table.users_per_reserve(BORROWING) == {0: 1, 1: 1, 2: 1}
