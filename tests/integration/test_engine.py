@@ -74,7 +74,8 @@ def test_announcements_follow_state_changes_not_every_block(
     rpc.call("evm_mine")
     second = engine.process_block(int(rpc.call("eth_blockNumber"), 16))
 
-    assert first.detections and all(d.reason is Reason.NEW for d in first.detections)
+    assert first.detections
+    assert all(d.reason is Reason.NEW for d in first.detections)
     # One block later interest changed every debt a little: those are state changes.
     assert {d.reason for d in second.detections} <= {Reason.CHANGED}
     assert set(second.underwater) == set(first.underwater)
