@@ -167,6 +167,46 @@ class PositionTable:
         self.version += 1
         return user
 
+    def bulk_add(
+        self,
+        addresses: list[str],
+        emode: npt.NDArray[np.uint8],
+        row_user: npt.NDArray[np.intp],
+        reserve: npt.NDArray[np.int16],
+        flags: npt.NDArray[np.uint8],
+        scaled_a: tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]],
+        scaled_v: tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]],
+    ) -> None:
+        """Append new users and their rows in one go (rows sorted by ``row_user``).
+
+        ``row_user`` indexes ``addresses``; balances come as (high, low) 64-bit halves of
+        128-bit values (use :meth:`upsert` for larger ones). Every address must be new.
+        """
+        first = self.users
+        for address in addresses:
+            if address.lower() in self._index:
+                raise ValueError(f"{address} is already in the table")
+            self._add_user(address.lower())
+        rows = len(row_user)
+        self._ensure_capacity(self._rows + rows)
+        span = slice(self._rows, self._rows + rows)
+        self._user[span] = row_user + first
+        self._reserve[span], self._flags[span] = reserve, flags
+        for exact, floats, (high, low) in (
+            (self._a_exact, self._a, scaled_a),
+            (self._v_exact, self._v, scaled_v),
+        ):
+            exact[span, 0], exact[span, 1] = high, low
+            floats[span] = high.astype(np.float64) * 2.0**64 + low.astype(np.float64)
+        counts = np.bincount(row_user, minlength=len(addresses)).astype(np.int32)
+        starts = self._rows + np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+        users = slice(first, first + len(addresses))
+        self._start[users], self._count[users], self._slot[users] = starts, counts, counts
+        self.emode[users] = emode
+        self._rows += rows
+        self._live += rows
+        self.version += 1
+
     def remove(self, address: str) -> None:
         """Forget a user's positions (the user keeps its index, with no rows)."""
         user = self._index.get(address.lower())

@@ -16,10 +16,10 @@ classified against health factor 1:
 * each collateral value differs from its float estimate by at most ``p/u + 1`` base units
   (the balance rounding moves the token amount by at most 1 unit, worth ``p/u``; the floor
   of the value by less than 1), and each debt value by at most ``p/u + 2`` (ceil, or the
-  half-up balance and floor), where ``p/u`` is the largest price-per-unit of the market
-  (3.0/3.1: including eMode price sources); stable debt (3.0/3.1) adds a relative 1e-11
-  for the float compounding; so ``|ΔS| <= n_c × (p/u + 1)`` and
-  ``|ΔD| <= n_d × (p/u + 2)`` for ``n_c`` collateral and ``n_d`` debt positions;
+  half-up balance and floor), where ``p/u`` is that reserve's price per smallest unit
+  (3.0/3.1: the larger of its own and its eMode price source's); stable debt (3.0/3.1)
+  adds a relative 1e-11 for the float compounding. One term per user,
+  ``E = Σ over its rows of (p/u + 2)``, bounds both ``|ΔS|`` (LT/10^4 <= 1) and ``|ΔD|``;
 * float rounding: every estimate is a product of at most four rounded factors summed over
   at most 256 positions, so its relative error is below ``512 × 2^-53`` (taken as 1e-13);
 * before 3.5 the average liquidation threshold is floored to whole bps:
@@ -33,8 +33,9 @@ no debt flag is ``SAFE``; 3.3 users with a GHO discount are always ``UNCERTAIN``
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -76,8 +77,14 @@ class BlockFactors:
     emode_threshold: FloatArray  # [category]
     source_collateral: FloatArray | None  # 3.0/3.1: [category, reserve], source-priced members
     source_debt: FloatArray | None  # likewise for debt; NaN where no source price applies
-    price_per_unit_max: float
+    price_per_unit: FloatArray  # per reserve: the largest price/unit it can be valued at
     loop_bound: int | None  # reserve ids at or above are ignored (<= 3.3)
+
+    def configuration_key(self) -> bytes:
+        """Identifies what per-row weights depend on (not prices, not indices)."""
+        parts = (self.threshold, self.counted, self.member, self.emode_threshold)
+        bound = b"" if self.loop_bound is None else self.loop_bound.to_bytes(2, "big")
+        return b"|".join(part.tobytes() for part in parts) + bound
 
 
 def block_factors(market: Market, now: int) -> BlockFactors:
@@ -88,7 +95,7 @@ def block_factors(market: Market, now: int) -> BlockFactors:
     debt = np.zeros(size)
     threshold = np.zeros(size)
     counted = np.zeros(size, dtype=np.bool_)
-    price_per_unit = [0.0]
+    price_per_unit = np.zeros(size)
     indices: dict[int, tuple[float, float]] = {}
     for reserve_id, reserve in market.reserves.items():
         price = market.price(reserve.asset)
@@ -100,7 +107,7 @@ def block_factors(market: Market, now: int) -> BlockFactors:
         lt = reserve.configuration.liquidation_threshold
         counted[reserve_id] = lt != 0 or not rules.collateral_needs_liquidation_threshold
         threshold[reserve_id] = lt
-        price_per_unit.append(price / unit)
+        price_per_unit[reserve_id] = price / unit
     member, emode_threshold = _emode_tables(market, size)
     source_collateral = source_debt = None
     if rules.emode_price_source:
@@ -117,7 +124,7 @@ def block_factors(market: Market, now: int) -> BlockFactors:
         emode_threshold,
         source_collateral,
         source_debt,
-        max(price_per_unit),
+        price_per_unit,
         bound,
     )
 
@@ -139,7 +146,7 @@ def _emode_tables(market: Market, size: int) -> tuple[npt.NDArray[np.bool_], Flo
 
 
 def _source_tables(
-    market: Market, indices: Mapping[int, tuple[float, float]], price_per_unit: list[float]
+    market: Market, indices: Mapping[int, tuple[float, float]], price_per_unit: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
     """3.0/3.1: factors of reserves priced by their eMode category's price source."""
     collateral = np.full((_CATEGORIES, MAX_RESERVES_COUNT), np.nan)
@@ -153,7 +160,8 @@ def _source_tables(
                 income, borrow = indices[reserve_id]
                 collateral[category_id, reserve_id] = income * price
                 debt[category_id, reserve_id] = borrow * price
-                price_per_unit.append(price / reserve.configuration.unit)
+                unit_price = price / reserve.configuration.unit
+                price_per_unit[reserve_id] = max(price_per_unit[reserve_id], unit_price)
     return collateral, debt
 
 
@@ -174,11 +182,61 @@ class ScreenResult:
 
 
 @dataclass(frozen=True)
+class _RowWeights:
+    """Per-row values that change only with the table or the market's configuration."""
+
+    key: tuple[int, bytes]
+    local: npt.NDArray[np.intp]  # user index, dead rows -> the sentinel ``users``
+    reserve: npt.NDArray[np.intp]
+    category: npt.NDArray[np.intp]  # the row's user's eMode category
+    scaled_a: FloatArray  # scaled aTokens where the collateral counts, else 0
+    threshold: FloatArray  # effective LT / 10^4 where the collateral counts, else 0
+    scaled_v: FloatArray  # scaled debt where the borrowing flag is set, else 0
+    flagged: FloatArray  # 1.0 on live rows (any flag), for the error bound
+    n_debt: FloatArray  # per user: debt flags (beyond a <= 3.3 loop bound too)
+
+
+_CACHE: weakref.WeakKeyDictionary[PositionTable, _RowWeights] = weakref.WeakKeyDictionary()
+
+
+def _row_weights(table: PositionTable, factors: BlockFactors) -> _RowWeights:
+    key = (table.version, factors.configuration_key())
+    cached = _CACHE.get(table)
+    if cached is not None and cached.key == key:
+        return cached
+    rows, n = table.rows(), table.users
+    live = rows.user != DEAD
+    reserve = rows.reserve.astype(np.intp)
+    in_bound = live if factors.loop_bound is None else live & (reserve < factors.loop_bound)
+    category = (
+        table.emode[np.where(live, rows.user, 0)].astype(np.intp) if n else np.zeros(0, np.intp)
+    )
+    counted = in_bound & ((rows.flags & COLLATERAL) != 0) & factors.counted[reserve]
+    borrowed = in_bound & ((rows.flags & BORROWING) != 0)
+    in_emode = factors.member[category, reserve] & (category != 0)
+    lt = np.where(in_emode, factors.emode_threshold[category], factors.threshold[reserve])
+    local = np.where(live, rows.user, n).astype(np.intp)
+    weights = _RowWeights(
+        key=key,
+        local=local,
+        reserve=reserve,
+        category=category,
+        scaled_a=np.where(counted, rows.scaled_a, 0.0),
+        threshold=np.where(counted, lt / 1e4, 0.0),
+        scaled_v=np.where(borrowed, rows.scaled_v, 0.0),
+        flagged=live.astype(np.float64),
+        n_debt=_per_user(local, (live & ((rows.flags & BORROWING) != 0)).astype(np.float64), n),
+    )
+    _CACHE[table] = weights
+    return weights
+
+
+@dataclass(frozen=True)
 class _Sums:
     weighted: FloatArray
-    total_collateral: FloatArray
+    total_collateral: FloatArray | None  # only for the averaged (pre-3.5) health factor
     debt: FloatArray
-    n_collateral: FloatArray
+    error: FloatArray  # Σ over the user's rows of (price/unit + 2)
     n_debt: FloatArray
 
 
@@ -190,59 +248,45 @@ def screen(
     A targeted screen (some users) computes exactly what the full screen computes for
     them: the same rows, the same arithmetic, in the same order.
     """
+    weights = _row_weights(table, factors)
     if users is None:
         users = np.arange(table.users, dtype=np.intp)
-        rows = table.rows()
-        local = np.where(rows.user == DEAD, len(users), rows.user).astype(np.intp)
-        row_index: npt.NDArray[np.intp] | slice = slice(None)
+        sums = _sums(factors, weights, slice(None), weights.local, len(users))
+        n_debt = weights.n_debt
     else:
         users = np.asarray(users, dtype=np.intp)
         row_index, local = table.rows_of(users)
-    sums = _sums(table, factors, users, row_index, local)
+        sums = _sums(factors, weights, row_index, local, len(users))
+        n_debt = weights.n_debt[users]
     debt, debt_error = _add_stable_debt(table, factors, users, sums.debt)
-    return _classify(table, factors, users, sums, debt, debt_error)
+    return _classify(table, factors, users, replace(sums, n_debt=n_debt), debt, debt_error)
 
 
 def _sums(
-    table: PositionTable,
     factors: BlockFactors,
-    users: npt.NDArray[np.intp],
+    weights: _RowWeights,
     row_index: npt.NDArray[np.intp] | slice,
     local: npt.NDArray[np.intp],
+    k: int,
 ) -> _Sums:
-    rows = table.rows()
-    k = len(users)
-    user_of_row = rows.user[row_index]
-    alive = user_of_row != DEAD
-    reserve = rows.reserve[row_index].astype(np.intp)
-    flags = rows.flags[row_index]
-    if factors.loop_bound is not None:
-        alive &= reserve < factors.loop_bound
-    category = (
-        table.emode[np.where(alive, user_of_row, 0)] if len(table.emode) else np.zeros(0, np.uint8)
-    )
-    is_collateral = alive & ((flags & COLLATERAL) != 0) & factors.counted[reserve]
-    is_debt = alive & ((flags & BORROWING) != 0)
-    in_emode = factors.member[category, reserve] & (category != 0)
-    lt = np.where(in_emode, factors.emode_threshold[category], factors.threshold[reserve])
+    reserve = weights.reserve[row_index]
     collateral_factor, debt_factor = factors.collateral[reserve], factors.debt[reserve]
     if factors.source_collateral is not None and factors.source_debt is not None:
         # 3.0/3.1: the user's category price source replaces its members' prices.
+        category = weights.category[row_index]
         override = factors.source_collateral[category, reserve]
         applies = (category != 0) & ~np.isnan(override)
         collateral_factor = np.where(applies, override, collateral_factor)
         debt_factor = np.where(applies, factors.source_debt[category, reserve], debt_factor)
-    value = np.where(is_collateral, rows.scaled_a[row_index] * collateral_factor, 0.0)
-    debt_value = np.where(is_debt, rows.scaled_v[row_index] * debt_factor, 0.0)
+    value = weights.scaled_a[row_index] * collateral_factor
+    averaged = factors.market.rules.health_factor is HealthFactorFormula.AVERAGED
+    error = weights.flagged[row_index] * (factors.price_per_unit[reserve] + 2.0)
     return _Sums(
-        weighted=_per_user(local, value * lt / 1e4, k),
-        total_collateral=_per_user(local, value, k),
-        debt=_per_user(local, debt_value, k),
-        n_collateral=_per_user(local, is_collateral.astype(np.float64), k),
-        # Every debt flag counts here, even beyond the <= 3.3 loop bound (conservative).
-        n_debt=_per_user(
-            local, (((flags & BORROWING) != 0) & (user_of_row != DEAD)).astype(np.float64), k
-        ),
+        weighted=_per_user(local, value * weights.threshold[row_index], k),
+        total_collateral=_per_user(local, value, k) if averaged else None,
+        debt=_per_user(local, weights.scaled_v[row_index] * debt_factor, k),
+        error=_per_user(local, error, k),
+        n_debt=np.zeros(0),
     )
 
 
@@ -290,11 +334,12 @@ def _classify(
     debt: FloatArray,
     debt_error: FloatArray,
 ) -> ScreenResult:
-    ppu = factors.price_per_unit_max
-    collateral_error = sums.n_collateral * (ppu + 1.0) + 1.0
-    if factors.market.rules.health_factor is HealthFactorFormula.AVERAGED:
+    # One error term per user covers both sides: each row's value is off by at most its
+    # price/unit (the balance rounding) plus 1 (collateral floor) or 2 (debt rounding).
+    collateral_error = sums.error + 1.0
+    if sums.total_collateral is not None:
         collateral_error = collateral_error + sums.total_collateral / 1e4
-    debt_error = debt_error + sums.n_debt * (ppu + 2.0)
+    debt_error = debt_error + sums.error
     low, high = 1.0 - RELATIVE_FLOAT_ERROR, 1.0 + RELATIVE_FLOAT_ERROR
     weighted = sums.weighted
     safe = (weighted - collateral_error) * low >= (debt + debt_error) * high * (1 + FINAL_ROUNDING)
