@@ -7,9 +7,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
-PROTOCOL ?= 3.6.0
 USERS ?= 1000
-STEPS ?= 30
+STEPS ?= 40
+RUN_ARGS ?=
 ONLY ?=
 
 .PHONY: run test lint typecheck unit bench clean
@@ -26,9 +26,9 @@ $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $(NPM_STAMP)
 
-## run: a real Aave market on a local chain, a narrated history, then every user checked exactly
+## run: the engine; with no RPC URL configured, against the embedded local chain and a scenario
 run: $(STAMP) $(NPM_STAMP)
-	$(BIN)/overlord devnet demo --protocol $(PROTOCOL) --users $(USERS) --steps $(STEPS)
+	$(BIN)/overlord run --users $(USERS) --steps $(STEPS) $(RUN_ARGS)
 
 ## test: lint, type-check, run every test with coverage (100 % required for overlord.aave)
 test: lint typecheck unit

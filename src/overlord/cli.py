@@ -32,6 +32,8 @@ from overlord.aave.account import NO_DEBT_HEALTH_FACTOR, user_emode_category
 from overlord.aave.configuration import flagged_reserves
 from overlord.aave.wadray import WAD
 from overlord.devnet.cli import devnet_app
+from overlord.outputs.listen import listen_command
+from overlord.run_cli import run_command
 from overlord.snapshot import Snapshot, SnapshotError, load_snapshot
 from overlord.verify import verify_command
 
@@ -58,7 +60,9 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 app.add_typer(devnet_app, name="devnet")
+app.command("run")(run_command)
 app.command("verify")(verify_command)
+app.command("listen")(listen_command)
 stdout = Console()
 stderr = Console(stderr=True)
 

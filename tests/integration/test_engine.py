@@ -76,8 +76,8 @@ def test_announcements_follow_state_changes_not_every_block(
 
     assert first.detections
     assert all(d.reason is Reason.NEW for d in first.detections)
-    # One block later interest changed every debt a little: those are state changes.
-    assert {d.reason for d in second.detections} <= {Reason.CHANGED}
+    # One block later only interest moved: nothing is announced again before the interval.
+    assert second.detections == ()
     assert set(second.underwater) == set(first.underwater)
 
 
@@ -98,3 +98,30 @@ def test_hypothetical_prices_give_what_a_full_rescreen_gives(
     full = underwater_users(engine.table, market, engine.state.block_timestamp)
     assert targeted == {engine.table.addresses[u]: d for u, d in full.items()}
     assert len(targeted) > len(engine.underwater)
+
+
+def test_a_price_move_reannounces_the_users_it_touches(devnet: Devnet, rpc: JsonRpcClient) -> None:
+    engine = Engine(rpc, devnet.manifest.pool, EngineSettings(reannounce_interval=3600))
+    engine.sync(devnet.users, int(rpc.call("eth_blockNumber"), 16))
+    sender, admin = TxSender(rpc), devnet.manifest.accounts["admin"]
+    eth = devnet.manifest.feed("ETH / USD").address
+    sender.send([Tx(admin, eth, aave_abi.UPDATE_ANSWER.encode(1500 * 10**8), "crash")])
+    first = engine.process_block(int(rpc.call("eth_blockNumber"), 16))
+    sender.send([Tx(admin, eth, aave_abi.UPDATE_ANSWER.encode(1490 * 10**8), "lower")])
+
+    second = engine.process_block(int(rpc.call("eth_blockNumber"), 16))
+
+    assert engine.state is not None
+    # The ETH feed prices WETH and, through the ratio adapter, wstETH.
+    moved = {
+        engine.state.market.reserve_by_asset(devnet.manifest.reserve(symbol).asset.lower()).id
+        for symbol in ("WETH", "wstETH")
+    }
+    assert first.detections
+    changed = {d.address for d in second.detections if d.reason is Reason.CHANGED}
+    assert changed
+    assert changed <= set(first.underwater)
+    for address in changed:
+        index = engine.table.user_index(address)
+        assert index is not None
+        assert moved & set(engine.table.account(index).positions)  # the moved price is theirs

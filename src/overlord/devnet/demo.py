@@ -12,17 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from overlord.aave import (
-    AccountData,
-    Liquidation,
-    Market,
-    UserAccount,
-    calculate_user_account_data,
-    max_liquidation,
-)
-from overlord.aave.configuration import flagged_reserves
+from overlord.aave import AccountData, Liquidation, UserAccount, calculate_user_account_data
 from overlord.chain.reader import MarketReader
 from overlord.chain.rpc import JsonRpcClient
+from overlord.engine.plans import best_plan
 
 
 @dataclass(frozen=True)
@@ -46,36 +39,6 @@ class MarketCheck:
     riskiest: tuple[Borrower, ...]
 
 
-def gross_gain(market: Market, liquidation: Liquidation) -> int:
-    """Collateral received minus debt repaid, in base currency (each leg floored)."""
-    collateral = market.reserve_by_asset(liquidation.collateral_asset).configuration.unit
-    debt = market.reserve_by_asset(liquidation.debt_asset).configuration.unit
-    received = liquidation.collateral_to_liquidator * liquidation.collateral_price // collateral
-    return received - liquidation.debt_repaid * liquidation.debt_price // debt
-
-
-def best_liquidation(
-    market: Market, user: UserAccount, now: int, liquidator: str
-) -> tuple[Liquidation | None, int]:
-    """The accepted liquidation with the highest gross gain over every flagged pair."""
-    flags = list(flagged_reserves(user.configuration))
-    pairs = [
-        (market.reserves[c].asset, market.reserves[d].asset)
-        for c, _b, is_collateral in flags
-        if is_collateral and c in market.reserves
-        for d, is_borrowed, _c in flags
-        if is_borrowed and d in market.reserves
-    ]
-    best: tuple[Liquidation | None, int] = (None, 0)
-    for collateral, debt in pairs:
-        result = max_liquidation(market, user, collateral, debt, now=now, liquidator=liquidator)
-        if isinstance(result, Liquidation):
-            gain = gross_gain(market, result)
-            if best[0] is None or gain > best[1]:
-                best = (result, gain)
-    return best
-
-
 def check_market(
     client: JsonRpcClient, pool: str, users: Sequence[str], liquidator: str, *, top: int = 10
 ) -> MarketCheck:
@@ -94,9 +57,8 @@ def check_market(
     )
     riskiest = []
     for user, account in borrowers[:top]:
-        best, gain = (None, 0)
-        if account.is_liquidatable:
-            best, gain = best_liquidation(state.market, user, now, liquidator)
+        plan = best_plan(state.market, user, now, liquidator) if account.is_liquidatable else None
+        best, gain = (plan.liquidation, plan.gross_gain_base) if plan else (None, 0)
         riskiest.append(Borrower(user, account, best, gain))
     underwater = sum(account.is_liquidatable for account in ours)
     return MarketCheck(block, len(accounts), mismatches, underwater, tuple(riskiest))

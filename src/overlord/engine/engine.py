@@ -63,6 +63,7 @@ class BlockReport:
     confirmed: int
     underwater: Mapping[str, AccountData]
     detections: tuple[Detection, ...]
+    candidates: Mapping[str, int] = field(default_factory=dict)  # exact HF of every confirmed user
 
 
 @dataclass
@@ -158,9 +159,10 @@ class Engine:
         added = sum(self.table.user_index(address) is None for address in touched)
         for account in self.reader.read_users(sorted(touched), block, state):
             self.table.upsert(account)
+        moved = self._moved_by_prices(state.market) | touched
         self.state, self.last_block = state, block
-        current, confirmed = self._underwater(state.market, state.block_timestamp)
-        detections = self._detections(current, block, state.block_timestamp)
+        current, candidates = self._underwater(state.market, state.block_timestamp)
+        detections = self._detections(current, block, state.block_timestamp, moved)
         self.underwater = current
         elapsed = (time.perf_counter() - started) * 1000
         return BlockReport(
@@ -169,12 +171,15 @@ class Engine:
             elapsed,
             len(touched),
             added,
-            confirmed,
+            len(candidates),
             dict(current),
             tuple(detections),
+            candidates,
         )
 
-    def _underwater(self, market: Market, now: int) -> tuple[dict[str, AccountData], int]:
+    def _underwater(
+        self, market: Market, now: int
+    ) -> tuple[dict[str, AccountData], dict[str, int]]:
         factors = block_factors(market, now)
         result = screen(self.table, factors)
         candidates = result.users[result.status != SAFE]
@@ -185,17 +190,34 @@ class Engine:
             for user, data in exact.items()
             if data.is_liquidatable and data.total_collateral_base >= minimum
         }
-        return underwater, len(candidates)
+        health = {self.table.addresses[user]: data.health_factor for user, data in exact.items()}
+        return underwater, health
+
+    def _moved_by_prices(self, market: Market) -> set[str]:
+        """Users of the reserves whose price differs from the previous processed block."""
+        if self.state is None:
+            return set()
+        before = self.state.market.prices
+        changed = {asset for asset, price in market.prices.items() if before.get(asset) != price}
+        reserves = _reserves_moved_by(market, changed)
+        return (
+            {self.table.addresses[int(u)] for u in self.table.users_of_reserves(reserves)}
+            if reserves
+            else set()
+        )
 
     def _detections(
-        self, current: Mapping[str, AccountData], block: int, now: int
+        self, current: Mapping[str, AccountData], block: int, now: int, moved: set[str]
     ) -> list[Detection]:
+        """Announce the newly underwater, those whose positions or prices moved, and the
+        rest again after ``reannounce_interval`` (interest alone changes every tuple a
+        little every block; that is not announced on its own)."""
         detections = []
         for address, account in current.items():
             previous = self._announced.get(address)
             if previous is None or address not in self.underwater:
                 reason = Reason.NEW
-            elif previous.account != account:
+            elif address in moved and previous.account != account:
                 reason = Reason.CHANGED
             elif now - previous.at >= self.settings.reannounce_interval:
                 reason = Reason.REANNOUNCE

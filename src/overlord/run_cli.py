@@ -1,0 +1,345 @@
+"""``overlord run``: the engine against a node, or against the embedded local chain.
+
+With an RPC URL (``--rpc-url`` or ``OVERLORD_RPC_URL``) and a market (``--market`` preset
+or provider address, ``--manifest``, ``--pool-addresses-provider``), it syncs the market's
+users (an addresses file and/or a backfill of the Pool's events), then processes every new
+block until Ctrl-C or ``--blocks``. With no RPC URL it starts the embedded devnet (a
+seeded Aave 3.6.0 market) and drives it through a scenario with a price crash while the
+engine watches, showing detections live.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from overlord.chain.market_ref import MarketResolutionError, ResolvedMarket, resolve_market
+from overlord.chain.rpc import JsonRpcClient, RpcError
+from overlord.config import Config, ConfigError, load_config
+from overlord.engine.engine import BlockReport, Engine, EngineSettings
+from overlord.engine.runner import Runner, poll_safely
+from overlord.logs import configure_logging
+from overlord.outputs.events import UnderwaterUserEvent
+from overlord.outputs.publisher import EventPublisher, SocketKind, default_endpoint
+from overlord.verify import discover_users, load_addresses_file
+
+EXIT_BAD_INPUT = 2
+console = Console(stderr=False)
+errors = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    errors.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+def run_command(
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="TOML configuration file.")
+    ] = None,
+    rpc_url: Annotated[
+        str | None,
+        typer.Option(
+            "--rpc-url",
+            help="JSON-RPC URL (or OVERLORD_RPC_URL); none: the embedded devnet.",
+            show_default=False,
+        ),
+    ] = None,
+    market: Annotated[
+        str | None,
+        typer.Option(
+            "--market", help="Preset name (ethereum, base, ...) or PoolAddressesProvider address."
+        ),
+    ] = None,
+    manifest: Annotated[Path | None, typer.Option("--manifest", help="A devnet manifest.")] = None,
+    provider: Annotated[
+        str | None, typer.Option("--pool-addresses-provider", help="PoolAddressesProvider address.")
+    ] = None,
+    addresses: Annotated[
+        Path | None,
+        typer.Option("--addresses", help="Users, one address per line (or VEGA_ADDRESSES_FILE)."),
+    ] = None,
+    from_block: Annotated[
+        int | None, typer.Option("--from-block", min=0, help="First block of the users backfill.")
+    ] = None,
+    buckets: Annotated[
+        int | None,
+        typer.Option("--buckets", min=1, help="Concurrent read batches during the sync."),
+    ] = None,
+    zmq_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--zmq-endpoint", help="Where to publish events (default ipc:// in the data dir)."
+        ),
+    ] = None,
+    zmq_mode: Annotated[
+        str | None, typer.Option("--zmq-mode", help="push (default) or pub.")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Data directory (events socket, traces).")
+    ] = None,
+    min_collateral: Annotated[
+        int | None,
+        typer.Option(
+            "--min-collateral-base", min=0, help="Ignore users with less collateral (base units)."
+        ),
+    ] = None,
+    log_json: Annotated[
+        bool | None, typer.Option("--log-json/--no-log-json", help="One JSON object per log line.")
+    ] = None,
+    blocks: Annotated[
+        int | None, typer.Option("--blocks", min=0, help="Stop after this many new blocks.")
+    ] = None,
+    users: Annotated[
+        int, typer.Option("--users", min=1, help="Embedded devnet: users to seed.")
+    ] = 1000,
+    steps: Annotated[
+        int, typer.Option("--steps", min=1, help="Embedded devnet: scenario steps.")
+    ] = 40,
+) -> None:
+    """Find every liquidatable borrower, block by block, with exact numbers.
+
+    Publishes an UnderwaterUserEvent (with the best liquidation, sized exactly) over ZMQ for
+    each user who becomes liquidatable, writes hf-traces and the initial-scan file, and logs
+    one line per block. Without an RPC URL it runs the embedded local chain with a scenario.
+    """
+    flags = {
+        "chain.rpc_url": rpc_url,
+        "chain.market": market,
+        "chain.manifest": manifest,
+        "chain.pool_addresses_provider": provider,
+        "users.addresses_file": addresses,
+        "users.from_block": from_block,
+        "chain.buckets": buckets,
+        "output.zmq_endpoint": zmq_endpoint,
+        "output.zmq_mode": zmq_mode,
+        "output.data_dir": data_dir,
+        "detection.min_collateral_base": min_collateral,
+        "output.log_json": log_json,
+    }
+    try:
+        config = load_config(config_file, os.environ, flags)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if config.chain.rpc_url is None:
+        # The embedded run is watched by a person: the console view, logs only for problems.
+        configure_logging(json_lines=config.output.log_json, level=logging.WARNING)
+        _run_embedded(config, users, steps)
+        return
+    configure_logging(json_lines=config.output.log_json)
+    _run_node(config, blocks)
+
+
+def _settings(config: Config) -> EngineSettings:
+    return EngineSettings(
+        min_collateral_base=max(
+            config.detection.min_collateral_base, config.detection.min_reportable_collateral_base
+        ),
+        reannounce_interval=int(config.detection.reannounce_interval_s),
+        batch_size=config.chain.batch_size,
+        buckets=config.chain.buckets,
+    )
+
+
+def _publisher(config: Config) -> EventPublisher:
+    output = config.output
+    output.data_dir.mkdir(parents=True, exist_ok=True)
+    endpoint = output.zmq_endpoint or default_endpoint(output.data_dir)
+    kind = SocketKind(output.zmq_mode.value)
+    if output.zmq_topic:
+        return EventPublisher(endpoint, kind=kind, topic=output.zmq_topic)
+    return EventPublisher(endpoint, kind=kind)
+
+
+def _output_dir(config: Config) -> Path:
+    directory = config.output.temp_output_dir or config.output.data_dir / "output"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _users(config: Config, client: JsonRpcClient, resolved: ResolvedMarket, head: int) -> list[str]:
+    listed: list[str] = []
+    if config.users.addresses_file is not None:
+        listed, problems = load_addresses_file(config.users.addresses_file)
+        for problem in problems:
+            errors.print(
+                f"warning: {config.users.addresses_file}: {problem}",
+                soft_wrap=True,
+                highlight=False,
+            )
+    start = (
+        config.users.from_block
+        if config.users.from_block is not None
+        else resolved.deployment_block
+    )
+    if config.users.backfill and start is not None:
+        listed += discover_users(client, resolved.pool, start, head)
+    elif not listed:
+        raise _fail(
+            "no users: give --addresses, or --from-block for a backfill of the Pool's events"
+        )
+    return list(dict.fromkeys(address.lower() for address in listed))
+
+
+def _run_node(config: Config, blocks: int | None) -> None:
+    if config.chain.rpc_url is None or config.chain.market is None:
+        raise _fail("an RPC URL needs a market: --market, --manifest or --pool-addresses-provider")
+    url = config.chain.rpc_url.reveal()
+    with ExitStack() as stack:
+        client = stack.enter_context(JsonRpcClient(url, timeout=config.chain.request_timeout_s))
+        try:
+            resolved = resolve_market(client, config.chain.market)
+            head = int(client.call("eth_blockNumber"), 16)
+            users = _users(config, client, resolved, head)
+        except (MarketResolutionError, RpcError, OSError) as exc:
+            raise _fail(str(exc)) from None
+        engine = Engine(
+            client,
+            resolved.pool,
+            _settings(config),
+            client_factory=lambda: JsonRpcClient(url, timeout=config.chain.request_timeout_s),
+        )
+        runner = Runner(
+            engine,
+            resolved.chain_id,
+            stack.enter_context(_publisher(config)),
+            _output_dir(config),
+            on_event=_show_event,
+        )
+        console.print(
+            f"{resolved.name}: Pool {resolved.pool}, {len(users)} users from block {head}",
+            highlight=False,
+        )
+        _sync(runner, users, head)
+        _loop(runner, config.chain.poll_interval_s, blocks)
+
+
+def _sync(runner: Runner, users: list[str], head: int) -> BlockReport:
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("sync"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} users/s"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("sync", total=max(len(users), 1), rate="-")
+
+        def progress(done: int, total: int) -> None:
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            bar.update(task, completed=done, total=max(total, 1), rate=f"{rate:,.0f}")
+
+        report = runner.start(users, head, progress)
+    elapsed = time.perf_counter() - started
+    rate = len(users) / max(elapsed, 1e-9)
+    console.print(
+        f"synced {len(users)} users in {elapsed:.1f} s ({rate:,.0f} users/s); "
+        f"{len(report.underwater)} underwater at block {head}",
+        highlight=False,
+    )
+    return report
+
+
+def _loop(
+    runner: Runner,
+    interval: float,
+    blocks: int | None,
+    stop: threading.Event | None = None,
+    *,
+    show_blocks: bool = False,
+) -> None:
+    processed = 0
+    try:
+        while blocks is None or processed < blocks:
+            if stop is not None and stop.is_set():
+                break
+            report = poll_safely(runner)
+            if report is None:
+                time.sleep(interval)
+                continue
+            processed += 1
+            if show_blocks:
+                _show_block(report)
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+def _show_block(report: BlockReport) -> None:
+    console.print(
+        f"block {report.block_number}: {report.elapsed_ms:.1f} ms, {report.touched} touched, "
+        f"{report.confirmed} confirmed exactly, {len(report.underwater)} underwater",
+        style="dim",
+        highlight=False,
+    )
+
+
+def _show_event(event: UnderwaterUserEvent) -> None:
+    health = event.user_account_data.health_factor / 10**18
+    plan = event.liquidation_plan
+    take = ""
+    if plan is not None:
+        gain = plan.estimated_gross_profit_base / 10**8
+        take = f", best: {plan.collateral_symbol}/{plan.debt_symbol} gain {gain:,.2f}"
+    line = Text.assemble(
+        ("UNDERWATER ", "bold red"),
+        f"{event.address} HF {health:.6f} at block {event.block_number}{take}",
+    )
+    console.print(line, soft_wrap=True)
+
+
+def _run_embedded(config: Config, users: int, steps: int) -> None:
+    from overlord.devnet.launch import running_devnet
+    from overlord.devnet.scenario import StepRecord, run_scenario
+
+    console.print("no RPC URL configured: starting the embedded devnet (Aave 3.6.0 on anvil)")
+    with running_devnet("3.6.0", users=users, seed=1) as devnet, ExitStack() as stack:
+        client = stack.enter_context(devnet.client())
+        engine = Engine(
+            client, devnet.manifest.pool, _settings(config), client_factory=devnet.client
+        )
+        runner = Runner(
+            engine,
+            devnet.manifest.chain_id,
+            stack.enter_context(_publisher(config)),
+            _output_dir(config),
+            liquidator=devnet.manifest.accounts["liquidator"],
+            on_event=_show_event,
+        )
+        _sync(runner, list(devnet.users), int(client.call("eth_blockNumber"), 16))
+        done = threading.Event()
+
+        def narrate(record: StepRecord) -> None:
+            console.print(
+                f"  scenario: {record.description}", style="cyan", highlight=False, soft_wrap=True
+            )
+            time.sleep(0.2)  # one step at a time, so every block is watched as it lands
+
+        def drive() -> None:
+            with devnet.client() as driver:
+                try:
+                    run_scenario(
+                        driver, devnet.manifest, devnet.users, steps=steps, seed=7, on_step=narrate
+                    )
+                finally:
+                    done.set()
+
+        thread = threading.Thread(target=drive, name="scenario", daemon=True)
+        thread.start()
+        _loop(runner, 0.05, None, stop=done, show_blocks=True)
+        thread.join()
+        poll_safely(runner)
+        console.print(
+            f"scenario over: {runner.blocks} blocks processed, {runner.events} events published"
+        )
