@@ -28,10 +28,11 @@ from overlord.aave import (
     calculate_user_account_data,
     max_liquidation,
 )
-from overlord.aave.account import NO_DEBT_HEALTH_FACTOR, user_emode_category
+from overlord.aave.account import ACCOUNT_DATA_KEYS, NO_DEBT_HEALTH_FACTOR, user_emode_category
 from overlord.aave.configuration import flagged_reserves
 from overlord.aave.wadray import WAD
 from overlord.devnet.cli import devnet_app
+from overlord.engine.plans import gross_gain
 from overlord.outputs.listen import listen_command
 from overlord.run_cli import run_command
 from overlord.snapshot import Snapshot, SnapshotError, load_snapshot
@@ -40,14 +41,7 @@ from overlord.verify import verify_command
 EXIT_REVERT = 1
 EXIT_BAD_INPUT = 2
 
-ACCOUNT_KEYS = (
-    "totalCollateralBase",
-    "totalDebtBase",
-    "availableBorrowsBase",
-    "currentLiquidationThreshold",
-    "ltv",
-    "healthFactor",
-)
+ACCOUNT_KEYS = ACCOUNT_DATA_KEYS
 
 app = typer.Typer(
     name="overlord",
@@ -226,21 +220,9 @@ def _print_liquidations(snapshot: Snapshot, user: UserAccount) -> None:
                 _amount(snapshot, debt, result.debt_repaid),
                 _amount(snapshot, collateral, result.collateral_to_liquidator),
                 _amount(snapshot, collateral, result.protocol_fee),
-                _base(_gross_gain(snapshot, result), snapshot.base_currency_unit),
+                _base(gross_gain(snapshot.market, result), snapshot.base_currency_unit),
             )
     stdout.print(table)
-
-
-def _gross_gain(snapshot: Snapshot, liquidation: Liquidation) -> int:
-    """Collateral received minus debt repaid, in base currency units (floor of each leg)."""
-    market = snapshot.market
-    collateral_unit = market.reserve_by_asset(liquidation.collateral_asset).configuration.unit
-    debt_unit = market.reserve_by_asset(liquidation.debt_asset).configuration.unit
-    received = (
-        liquidation.collateral_to_liquidator * liquidation.collateral_price // collateral_unit
-    )
-    paid = liquidation.debt_repaid * liquidation.debt_price // debt_unit
-    return received - paid
 
 
 def main() -> None:

@@ -41,18 +41,12 @@ from overlord.aave import (
     VersionDetectionError,
     calculate_user_account_data,
 )
+from overlord.aave.account import ACCOUNT_DATA_KEYS
 from overlord.chain.reader import MarketReader, MarketState, block_tag, normalize_address
 from overlord.chain.rpc import JsonRpcClient, RpcError, RpcTransportError, redact_url
 from overlord.devnet.manifest import Manifest, ManifestError
 
-ACCOUNT_FIELDS: Final = (
-    "totalCollateralBase",
-    "totalDebtBase",
-    "availableBorrowsBase",
-    "currentLiquidationThreshold",
-    "ltv",
-    "healthFactor",
-)
+ACCOUNT_FIELDS: Final = ACCOUNT_DATA_KEYS
 """The six outputs of ``getUserAccountData``, in order."""
 
 EXIT_MISMATCH: Final = 1

@@ -46,6 +46,16 @@ NO_DEBT_HEALTH_FACTOR = UINT256_MAX
 LIQUIDATION_HEALTH_FACTOR_THRESHOLD = 10**18
 """A user is liquidatable when the health factor is strictly below 1e18."""
 
+ACCOUNT_DATA_KEYS = (
+    "totalCollateralBase",
+    "totalDebtBase",
+    "availableBorrowsBase",
+    "currentLiquidationThreshold",
+    "ltv",
+    "healthFactor",
+)
+"""The names of ``getUserAccountData``'s six outputs, in order (the ABI's names)."""
+
 
 @dataclass(frozen=True, slots=True)
 class AccountData:

@@ -35,6 +35,7 @@ import msgspec
 from eth_utils.address import to_checksum_address
 
 from overlord.aave import MAX_DEBT_TO_COVER, AccountData, Liquidation
+from overlord.aave.account import ACCOUNT_DATA_KEYS
 
 SCHEMA_VERSION: Final = 1
 """The schema version this module writes and the only one it reads."""
@@ -71,14 +72,6 @@ _EVENT_ID = re.compile(EVENT_ID_PATTERN)
 _TRACE_ID = re.compile(TRACE_ID_PATTERN)
 _PROTOCOL_VERSION = re.compile(PROTOCOL_VERSION_PATTERN)
 
-ACCOUNT_DATA_KEYS: Final = (
-    "totalCollateralBase",
-    "totalDebtBase",
-    "availableBorrowsBase",
-    "currentLiquidationThreshold",
-    "ltv",
-    "healthFactor",
-)
 """The wire keys of ``user_account_data``: ``getUserAccountData``'s outputs, in order."""
 
 

@@ -13,8 +13,8 @@ import msgspec
 import pytest
 
 from overlord.aave import MAX_DEBT_TO_COVER, NO_DEBT_HEALTH_FACTOR
+from overlord.aave.account import ACCOUNT_DATA_KEYS
 from overlord.outputs.events import (
-    ACCOUNT_DATA_KEYS,
     BLOCK_TRIGGER,
     EventDecodeError,
     UnderwaterUserEvent,
