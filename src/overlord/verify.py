@@ -42,6 +42,7 @@ from overlord.aave import (
     calculate_user_account_data,
 )
 from overlord.aave.account import ACCOUNT_DATA_KEYS
+from overlord.chain.market_ref import MarketRef, MarketResolutionError, resolve_market
 from overlord.chain.reader import MarketReader, MarketState, block_tag, normalize_address
 from overlord.chain.rpc import JsonRpcClient, RpcError, RpcTransportError, redact_url
 from overlord.devnet.manifest import Manifest, ManifestError
@@ -346,11 +347,13 @@ def discover_users(
 
 @dataclass(frozen=True, slots=True)
 class _Target:
-    """What to verify: the Pool, where discovery starts, and the RPC URL."""
+    """What to verify: the Pool (or the market to resolve it from), where discovery starts,
+    and the RPC URL."""
 
     rpc_url: str
     pool: str
     from_block: int | None
+    market: MarketRef | None = None
 
 
 class _BadInput(Exception):
@@ -364,21 +367,21 @@ def _target(
     from_block: int | None,
     *,
     discover: bool,
+    market: str | None = None,
+    provider: str | None = None,
 ) -> _Target:
     if not rpc_url:
         raise _BadInput(f"no RPC URL: pass --rpc-url or set {RPC_URL_ENV}")
     if not re.match(r"^https?://[^/?#\s]+", rpc_url):
         raise _BadInput(f"the RPC URL {redact_url(rpc_url)} is not an http(s) URL")
-    if (manifest is None) == (pool is None):
-        raise _BadInput("pass exactly one of --manifest and --pool")
+    if sum(source is not None for source in (manifest, pool, market, provider)) != 1:
+        raise _BadInput(
+            "pass exactly one of --manifest, --pool, --market and --pool-addresses-provider"
+        )
+    if market is not None or provider is not None:
+        return _Target(rpc_url, "", from_block, _market_ref(market, provider))
     if manifest is not None:
-        try:
-            loaded = Manifest.load(manifest)
-        except ManifestError as exc:
-            raise _BadInput(str(exc)) from None
-        pool = loaded.pool
-        if from_block is None:  # an explicit --from-block narrows the scan
-            from_block = loaded.deployment_block
+        pool, from_block = _from_manifest(manifest, from_block)
     try:
         address = normalize_address(str(pool))
     except ValueError:
@@ -386,6 +389,22 @@ def _target(
     if discover and from_block is None:
         raise _BadInput("--from-block is needed to discover users (or pass --addresses)")
     return _Target(rpc_url, address, from_block)
+
+
+def _from_manifest(manifest: Path, from_block: int | None) -> tuple[str, int]:
+    try:
+        loaded = Manifest.load(manifest)
+    except ManifestError as exc:
+        raise _BadInput(str(exc)) from None
+    # An explicit --from-block narrows the scan.
+    return loaded.pool, loaded.deployment_block if from_block is None else from_block
+
+
+def _market_ref(market: str | None, provider: str | None) -> MarketRef:
+    try:
+        return MarketRef.parse(market) if market is not None else MarketRef(provider=provider)
+    except ValueError as exc:
+        raise _BadInput(str(exc)) from None
 
 
 def _listed_users(addresses: Path) -> list[str]:
@@ -485,6 +504,15 @@ def _run(
     """Verify ``listed`` users, or those the Pool's events name up to the block."""
     started = time.perf_counter()
     with JsonRpcClient(target.rpc_url) as client:
+        if target.market is not None:
+            try:
+                resolved = resolve_market(client, target.market)
+            except MarketResolutionError as exc:
+                raise _BadInput(str(exc)) from None
+            start = (
+                target.from_block if target.from_block is not None else resolved.deployment_block
+            )
+            target = _Target(target.rpc_url, resolved.pool, start)
         latest = _latest_block(client)
         if block is not None and block > latest:
             raise _BadInput(f"block {block} is beyond the node's latest block {latest}")
@@ -535,6 +563,14 @@ def verify_command(
         ),
     ] = None,
     pool: Annotated[str | None, typer.Option("--pool", help="Pool proxy address.")] = None,
+    market: Annotated[
+        str | None,
+        typer.Option("--market", help="Market preset (ethereum, base, ...) or provider address."),
+    ] = None,
+    provider: Annotated[
+        str | None,
+        typer.Option("--pool-addresses-provider", help="The market's PoolAddressesProvider."),
+    ] = None,
     from_block: Annotated[
         int | None,
         typer.Option("--from-block", min=0, help="First block of the event scan for users."),
@@ -572,7 +608,15 @@ def verify_command(
     """
     console, errors = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
     try:
-        target = _target(rpc_url, manifest, pool, from_block, discover=addresses is None)
+        target = _target(
+            rpc_url,
+            manifest,
+            pool,
+            from_block,
+            discover=addresses is None,
+            market=market,
+            provider=provider,
+        )
         version = _parse_version(protocol_version)
         listed = _listed_users(addresses) if addresses is not None else None
         report, elapsed = _run(target, block, listed, version)

@@ -125,3 +125,37 @@ def test_a_price_move_reannounces_the_users_it_touches(devnet: Devnet, rpc: Json
         index = engine.table.user_index(address)
         assert index is not None
         assert moved & set(engine.table.account(index).positions)  # the moved price is theirs
+
+
+def test_a_user_first_seen_in_an_event_is_added_and_reported(
+    devnet: Devnet, rpc: JsonRpcClient
+) -> None:
+    engine = Engine(rpc, devnet.manifest.pool)
+    engine.sync(devnet.users[:10], int(rpc.call("eth_blockNumber"), 16))
+    stranger = "0x" + "5a" * 20
+    weth, admin = devnet.manifest.reserve("WETH"), devnet.manifest.accounts["admin"]
+    sender = TxSender(rpc)
+    sender.send([Tx(admin, weth.asset, aave_abi.MINT.encode(stranger, 10**18), "mint")])
+    sender.send(
+        [
+            Tx(
+                stranger,
+                weth.asset,
+                aave_abi.APPROVE.encode(devnet.manifest.pool, 10**18),
+                "approve",
+            ),
+            Tx(
+                stranger,
+                devnet.manifest.pool,
+                aave_abi.SUPPLY.encode(weth.asset, 10**18, stranger, 0),
+                "supply",
+            ),
+        ]
+    )
+
+    report = engine.process_block(int(rpc.call("eth_blockNumber"), 16))
+
+    assert report.added_users == (stranger,)
+    index = engine.table.user_index(stranger)
+    assert index is not None
+    assert engine.table.account(index).configuration != 0

@@ -216,3 +216,22 @@ def test_a_dump_that_cannot_be_written_exits_2(devnet: Devnet, tmp_path: Path) -
 
     assert result.exit_code == 2
     assert "cannot write" in result.stderr
+
+
+def test_the_market_can_be_given_by_its_pool_addresses_provider(devnet: Devnet) -> None:
+    provider = devnet.manifest.addresses["pool_addresses_provider"]
+    first = str(devnet.manifest.deployment_block)
+    args = [
+        "--rpc-url",
+        devnet.rpc_url,
+        "--pool-addresses-provider",
+        provider,
+        "--from-block",
+        first,
+    ]
+
+    result = runner.invoke(_app(), [*args, "--json"], env={})
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["mismatches"] == []
+    assert json.loads(result.stdout)["users_checked"] >= len(devnet.users)

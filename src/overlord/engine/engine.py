@@ -64,6 +64,7 @@ class BlockReport:
     underwater: Mapping[str, AccountData]
     detections: tuple[Detection, ...]
     candidates: Mapping[str, int] = field(default_factory=dict)  # exact HF of every confirmed user
+    added_users: tuple[str, ...] = ()  # seen in this block's events, unknown until now
 
 
 @dataclass
@@ -156,7 +157,7 @@ class Engine:
             if t
         ]
         touched = touched_users(self.client, [self.pool, *tokens], first, block)
-        added = sum(self.table.user_index(address) is None for address in touched)
+        new_users = tuple(sorted(a for a in touched if self.table.user_index(a) is None))
         for account in self.reader.read_users(sorted(touched), block, state):
             self.table.upsert(account)
         moved = self._moved_by_prices(state.market) | touched
@@ -170,11 +171,12 @@ class Engine:
             state.block_timestamp,
             elapsed,
             len(touched),
-            added,
+            len(new_users),
             len(candidates),
             dict(current),
             tuple(detections),
             candidates,
+            new_users,
         )
 
     def _underwater(

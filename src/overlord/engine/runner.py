@@ -72,6 +72,10 @@ class Runner:
 
     def _emit(self, report: BlockReport) -> None:
         trace_id = new_trace_id()
+        for address in report.added_users:
+            log.info(
+                "new user seen in events", extra={"user": address, "block": report.block_number}
+            )
         for event in self._events(report, trace_id):
             if self.publisher is not None:
                 self.publisher.publish(event)

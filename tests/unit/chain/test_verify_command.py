@@ -64,7 +64,9 @@ def test_exactly_one_of_manifest_and_pool_is_needed(args: tuple[str, ...]) -> No
     code, output = _invoke("--rpc-url", "http://127.0.0.1:1", *args)
 
     assert code == 2
-    assert "pass exactly one of --manifest and --pool" in output
+    assert (
+        "pass exactly one of --manifest, --pool, --market and --pool-addresses-provider" in output
+    )
 
 
 def test_an_unreadable_manifest_exits_2(tmp_path: Path) -> None:
