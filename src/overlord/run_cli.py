@@ -28,6 +28,8 @@ from overlord.chain.rpc import JsonRpcClient, RpcError
 from overlord.config import Config, ConfigError, load_config
 from overlord.engine.engine import BlockReport, Engine, EngineSettings
 from overlord.engine.runner import Runner, poll_safely
+from overlord.engine.scout import PriceScout
+from overlord.feeds.sources import discover_feeds, load_feed_overrides, merge
 from overlord.logs import configure_logging
 from overlord.outputs.events import UnderwaterUserEvent
 from overlord.outputs.publisher import EventPublisher, SocketKind, default_endpoint
@@ -221,7 +223,8 @@ def _run_node(config: Config, blocks: int | None) -> None:
             highlight=False,
         )
         _sync(runner, users, head)
-        _loop(runner, config.chain.poll_interval_s, blocks)
+        scout = _scout(runner, config, resolved.oracle)
+        _loop(runner, config.chain.poll_interval_s, blocks, scout=scout)
 
 
 def _sync(runner: Runner, users: list[str], head: int) -> BlockReport:
@@ -252,6 +255,17 @@ def _sync(runner: Runner, users: list[str], head: int) -> BlockReport:
     return report
 
 
+def _scout(runner: Runner, config: Config, oracle: str) -> PriceScout:
+    """The pending-update watcher over the feeds behind every reserve's oracle source."""
+    engine = runner.engine
+    assert engine.state is not None
+    assets = [reserve.asset for reserve in engine.state.market.reserves.values()]
+    watched = discover_feeds(engine.client, oracle, assets, engine.state.block_number)
+    if config.feeds.chainlink_addresses_file is not None:
+        watched = merge(watched, load_feed_overrides(config.feeds.chainlink_addresses_file))
+    return PriceScout(engine, engine.client, oracle, watched)
+
+
 def _loop(
     runner: Runner,
     interval: float,
@@ -259,17 +273,22 @@ def _loop(
     stop: threading.Event | None = None,
     *,
     show_blocks: bool = False,
+    scout: PriceScout | None = None,
 ) -> None:
     processed = 0
     try:
         while blocks is None or processed < blocks:
             if stop is not None and stop.is_set():
                 break
+            for detection in scout.poll() if scout is not None else ():
+                runner.emit_pending(detection)  # the price path first: it wins liquidations
             report = poll_safely(runner)
             if report is None:
                 time.sleep(interval)
                 continue
             processed += 1
+            if scout is not None:
+                scout.check_included()
             if show_blocks:
                 _show_block(report)
     except KeyboardInterrupt:
@@ -337,7 +356,8 @@ def _run_embedded(config: Config, users: int, steps: int) -> None:
 
         thread = threading.Thread(target=drive, name="scenario", daemon=True)
         thread.start()
-        _loop(runner, 0.05, None, stop=done, show_blocks=True)
+        scout = _scout(runner, config, devnet.manifest.addresses["oracle"])
+        _loop(runner, 0.05, None, stop=done, show_blocks=True, scout=scout)
         thread.join()
         poll_safely(runner)
         console.print(

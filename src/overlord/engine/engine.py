@@ -22,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+import numpy as np
+
 from overlord.aave import AccountData, Market, UserAccount
 from overlord.chain.reader import MarketReader, MarketState
 from overlord.chain.rpc import JsonRpcClient
@@ -95,6 +97,7 @@ class Engine:
     state: MarketState | None = None
     last_block: int | None = None
     underwater: dict[str, AccountData] = field(default_factory=dict)
+    last_hypothetical: Market | None = None
     _announced: dict[str, _Announced] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -234,8 +237,13 @@ class Engine:
 
     # Hypothetical prices.
 
-    def evaluate_prices(self, prices: Mapping[str, int]) -> dict[str, AccountData]:
-        """Who would be underwater if the oracle returned ``prices`` (asset -> price) now.
+    def evaluate_prices(
+        self, prices: Mapping[str, int], now: int | None = None
+    ) -> dict[str, AccountData]:
+        """Who would be underwater if the oracle returned ``prices`` (asset -> price).
+
+        ``now`` is the timestamp to evaluate at (default: the last processed block's; a
+        pending update is evaluated at its expected inclusion time).
 
         Only the users of reserves whose price changes (3.0/3.1: also members of an eMode
         category whose price source changes) are recomputed; everyone else keeps their
@@ -253,12 +261,17 @@ class Engine:
             market, prices={**market.prices, **{a.lower(): p for a, p in prices.items()}}
         )
         affected = self.table.users_of_reserves(_reserves_moved_by(market, changed))
-        factors = block_factors(hypothetical, self.state.block_timestamp)
+        at = self.state.block_timestamp if now is None else now
+        if at != self.state.block_timestamp:
+            # Interest moves every user, not only those of the moved reserves.
+            affected = np.arange(self.table.users, dtype=np.intp)
+        factors = block_factors(hypothetical, at)
         result = screen(self.table, factors, affected)
         exact = confirm(self.table, factors, result.users[result.status != SAFE])
         minimum = self.settings.min_collateral_base
         moved = {self.table.addresses[int(u)] for u in affected}
         outcome = {a: d for a, d in self.underwater.items() if a not in moved}
+        self.last_hypothetical = hypothetical
         outcome.update(
             {
                 self.table.addresses[user]: data

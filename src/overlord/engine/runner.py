@@ -20,7 +20,14 @@ from overlord.chain.rpc import RpcError
 from overlord.engine.engine import BlockReport, Engine, SyncProgress
 from overlord.engine.plans import best_plan
 from overlord.engine.positions import BORROWING, COLLATERAL
-from overlord.outputs.events import AssetPrice, BlockContext, UnderwaterUserEvent, event_from
+from overlord.engine.scout import PendingDetection
+from overlord.outputs.events import (
+    AssetPrice,
+    BlockContext,
+    PendingTrigger,
+    UnderwaterUserEvent,
+    event_from,
+)
 from overlord.outputs.publisher import EventPublisher
 from overlord.outputs.traces import new_trace_id, write_init_results, write_trace
 
@@ -142,6 +149,67 @@ class Runner:
                     symbols=symbols,
                 )
             )
+        return events
+
+    def emit_pending(self, detection: PendingDetection) -> list[UnderwaterUserEvent]:
+        """Publish events for a pending feed update's newly underwater users.
+
+        The events describe the predicted state: prices from the simulation, account data
+        at the expected inclusion block's time, the plan sized on those, and the trigger
+        (transaction hash, raw transaction, inclusion block). ``block_number`` is the last
+        processed block the prediction starts from.
+        """
+        state = self.engine.state
+        if state is None or not detection.underwater:
+            return []
+        trace_id = new_trace_id()
+        symbols = {tokens.asset: tokens.symbol for tokens in state.tokens.values()}
+        prices = tuple(
+            AssetPrice(reserve=asset, symbol=symbols.get(asset, "")[:32], price=price)
+            for asset, price in detection.prices.items()
+        )
+        context = BlockContext(
+            self.chain_id,
+            self.engine.pool,
+            state.market.version.value,
+            state.block_number,
+            state.block_timestamp,
+        )
+        trigger = PendingTrigger(detection.tx_hash, detection.raw_tx, detection.inclusion_block)
+        events = []
+        for address, account in detection.underwater.items():
+            index = self.engine.table.user_index(address)
+            user = self.engine.table.account(index) if index is not None else None
+            plan = (
+                best_plan(detection.market, user, detection.timestamp, self.liquidator)
+                if user
+                else None
+            )
+            event = event_from(
+                address,
+                account,
+                context,
+                trace_id,
+                prices=prices,
+                pending=trigger,
+                liquidation=plan.liquidation if plan else None,
+                estimated_gross_profit_base=plan.gross_gain_base if plan else None,
+                symbols=symbols,
+            )
+            if self.publisher is not None:
+                self.publisher.publish(event)
+            if self.on_event is not None:
+                self.on_event(event)
+            events.append(event)
+        self.events += len(events)
+        log.info(
+            "pending update evaluated",
+            extra={
+                "tx": detection.tx_hash,
+                "events": len(events),
+                "inclusion_block": detection.inclusion_block,
+            },
+        )
         return events
 
     def log_stats(self) -> None:

@@ -1,0 +1,166 @@
+"""The price scout: pending oracle updates turned into detections before they are mined.
+
+Each poll reads the node's pending transactions (``txpool_content``), keeps those that
+update a watched feed (:mod:`overlord.feeds.decoders`), and for each feed the newest
+pending update only (a newer one supersedes: same sender, higher nonce). Its prices are
+predicted by simulation (:mod:`overlord.feeds.predict`) at the expected inclusion block
+and time, and evaluated hypothetically by the engine (no state changes). The users it
+would newly put underwater are returned with the trigger: transaction hash, raw
+transaction and inclusion block. After inclusion, :meth:`PriceScout.check_included`
+compares each prediction with the prices the mined block actually has.
+
+Polling keeps this increment simple; WebSocket push (``newPendingTransactions``) comes with
+the rest of live ingestion, on the same decode-predict-evaluate path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from overlord.aave import AccountData, Market
+from overlord.chain.rpc import JsonRpcClient, RpcError
+from overlord.engine.engine import Engine
+from overlord.feeds.decoders import FeedUpdate, decode_update
+from overlord.feeds.predict import METHOD_NOT_FOUND, PredictionUnavailable, predict_prices
+
+log = logging.getLogger("overlord.scout")
+
+
+@dataclass(frozen=True)
+class PendingDetection:
+    """Users a pending feed update will newly put underwater, with the prices it will set."""
+
+    tx_hash: str
+    raw_tx: str | None
+    inclusion_block: int
+    timestamp: int
+    update: FeedUpdate
+    prices: Mapping[str, int]
+    market: Market
+    underwater: Mapping[str, AccountData]
+
+
+@dataclass
+class PriceScout:
+    """Watches pending transactions for feed updates (see the module docstring)."""
+
+    engine: Engine
+    client: JsonRpcClient
+    oracle: str
+    watched: Mapping[str, set[str]]
+    block_interval: int = 12
+    predictions: dict[str, tuple[int, Mapping[str, int]]] = field(default_factory=dict)
+    mismatches: int = 0
+    checked: int = 0
+    enabled: bool = True
+    _seen: set[str] = field(default_factory=set)
+
+    def poll(self) -> list[PendingDetection]:
+        """Evaluate the pending feed updates not seen before."""
+        state = self.engine.state
+        if state is None or not self.enabled:
+            return []
+        try:
+            pool = self.client.call("txpool_content")
+        except RpcError as exc:
+            if exc.code == METHOD_NOT_FOUND:
+                self.enabled = False  # this node does not share its mempool: mined blocks only
+                log.warning("the node has no txpool_content: pending updates are not watched")
+            else:
+                log.warning("cannot read pending transactions", extra={"error": str(exc)})
+            return []
+        latest = self._latest_updates(pool)
+        detections = []
+        for transaction, update in latest:
+            detection = self._evaluate(transaction, update, state.market.reserves)
+            if detection is not None:
+                detections.append(detection)
+        return detections
+
+    def _latest_updates(self, pool: Any) -> list[tuple[dict[str, Any], FeedUpdate]]:
+        by_feed: dict[str, tuple[int, dict[str, Any], FeedUpdate]] = {}
+        for by_nonce in (pool.get("pending") or {}).values():
+            for transaction in by_nonce.values():
+                tx_hash = str(transaction.get("hash", ""))
+                if tx_hash in self._seen:
+                    continue
+                update = decode_update(
+                    transaction.get("to"), str(transaction.get("input", "")), self.watched
+                )
+                if update is None:
+                    self._seen.add(tx_hash)
+                    continue
+                nonce = int(str(transaction.get("nonce", "0x0")), 16)
+                current = by_feed.get(update.feed)
+                if current is None or nonce > current[0]:
+                    by_feed[update.feed] = (nonce, transaction, update)  # a newer one supersedes
+        return [(transaction, update) for _nonce, transaction, update in by_feed.values()]
+
+    def _evaluate(
+        self, transaction: dict[str, Any], update: FeedUpdate, reserves: Mapping[int, Any]
+    ) -> PendingDetection | None:
+        state = self.engine.state
+        assert state is not None
+        tx_hash = str(transaction["hash"])
+        self._seen.add(tx_hash)
+        inclusion = state.block_number + 1
+        timestamp = state.block_timestamp + self.block_interval
+        assets = [reserve.asset for reserve in reserves.values()]
+        try:
+            prices = predict_prices(
+                self.client, transaction, self.oracle, assets, timestamp=timestamp
+            )
+        except PredictionUnavailable as exc:
+            log.warning("cannot predict a pending update", extra={"tx": tx_hash, "error": str(exc)})
+            return None
+        current = self.engine.underwater
+        underwater = self.engine.evaluate_prices(prices, now=timestamp)
+        market = self.engine.last_hypothetical or state.market
+        newly = {address: data for address, data in underwater.items() if address not in current}
+        self.predictions[tx_hash] = (inclusion, prices)
+        raw = self._raw(tx_hash)
+        log.info(
+            "pending feed update",
+            extra={
+                "tx": tx_hash,
+                "feed": update.feed,
+                "method": update.method,
+                "inclusion_block": inclusion,
+                "newly_underwater": len(newly),
+            },
+        )
+        return PendingDetection(tx_hash, raw, inclusion, timestamp, update, prices, market, newly)
+
+    def _raw(self, tx_hash: str) -> str | None:
+        try:
+            raw = self.client.call("eth_getRawTransactionByHash", [tx_hash])
+        except RpcError:
+            return None  # not every node serves raw pending transactions
+        return raw if isinstance(raw, str) else None
+
+    def check_included(self) -> None:
+        """Compare the predictions of mined updates with the prices their block has."""
+        state = self.engine.state
+        if state is None:
+            return
+        for tx_hash, (_inclusion, predicted) in list(self.predictions.items()):
+            receipt = self.client.call("eth_getTransactionReceipt", [tx_hash])
+            if receipt is None:
+                continue
+            block = int(receipt["blockNumber"], 16)
+            if block > state.block_number:
+                continue  # the engine has not processed that block yet
+            del self.predictions[tx_hash]
+            if block != state.block_number:
+                continue  # mined in a block we skipped over: no like-for-like comparison
+            self.checked += 1
+            actual = {asset: state.market.prices[asset] for asset in predicted}
+            if actual != dict(predicted):
+                self.mismatches += 1
+                log.warning(
+                    "predicted prices differ from the mined block's",
+                    extra={"tx": tx_hash, "block": block},
+                )

@@ -1,0 +1,1 @@
+"""Price feeds: which feeds move which reserves, pending updates, and predicted prices."""
