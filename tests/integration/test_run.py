@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from overlord.chain import aave_abi
 from overlord.chain.reader import MarketReader
@@ -24,7 +25,6 @@ def test_run_publishes_exact_events_for_users_a_crash_puts_underwater(
     consumer = context.socket(zmq.PULL)
     consumer.setsockopt(zmq.LINGER, 0)
     consumer.setsockopt(zmq.RCVTIMEO, 30_000)
-    consumer.connect(endpoint)
     command = [
         sys.executable,
         "-m",
@@ -48,10 +48,20 @@ def test_run_publishes_exact_events_for_users_a_crash_puts_underwater(
         for line in process.stdout:  # wait until the initial sync is over
             if line.startswith("synced"):
                 break
+        # The publisher is bound by now; PUSH drops what no connected consumer takes, so
+        # connect and wait (bounded) for the connection before anything is published.
+        _connect_and_wait(consumer, endpoint)
         admin = devnet.manifest.accounts["admin"]
         feed = devnet.manifest.feed("ETH / USD").address
         TxSender(rpc).send([Tx(admin, feed, aave_abi.UPDATE_ANSWER.encode(1700 * 10**8), "crash")])
-        events = [decode_event(consumer.recv())]
+        try:
+            events = [decode_event(consumer.recv())]
+        except zmq.Again:
+            process.kill()
+            _, stderr = process.communicate(timeout=30)
+            raise AssertionError(
+                f"no event within 30 s; overlord run said:\n{stderr[-3000:]}"
+            ) from None
         while True:
             try:
                 events.append(decode_event(consumer.recv(zmq.NOBLOCK)))
@@ -67,13 +77,30 @@ def test_run_publishes_exact_events_for_users_a_crash_puts_underwater(
     assert process.returncode == 0, stderr
     reader = MarketReader(rpc, devnet.manifest.pool)
     for event in events:
-        (chain,) = reader.read_account_data([event.address.lower()], event.block_number)
-        assert event.user_account_data.as_tuple() == tuple(chain)
+        if event.tx_hash is None:  # found in a mined block: exactly the chain at that block
+            (chain,) = reader.read_account_data([event.address.lower()], event.block_number)
+            assert event.user_account_data.as_tuple() == tuple(chain)
+        else:  # the scout saw the crash pending: a prediction for its inclusion block
+            assert event.inclusion_block is not None
+            (chain,) = reader.read_account_data([event.address.lower()], event.inclusion_block)
+            assert chain[5] < 10**18
         assert event.user_account_data.health_factor < 10**18
     assert '"message": "block processed"' in stderr
     traces = list((tmp_path / "data" / "output" / "hf-traces").glob("*.txt"))
     assert traces
     assert list((tmp_path / "data" / "output").glob("init_hf_under_1_results_*.txt"))
+
+
+def _connect_and_wait(socket: zmq.Socket[bytes], endpoint: str) -> None:
+    monitor = socket.get_monitor_socket(zmq.EVENT_CONNECTED)
+    monitor.setsockopt(zmq.RCVTIMEO, 10_000)
+    socket.connect(endpoint)
+    try:
+        event = recv_monitor_message(monitor)
+        assert event["event"] == zmq.EVENT_CONNECTED
+    finally:
+        socket.disable_monitor()
+        monitor.close()
 
 
 def test_run_without_a_market_for_an_rpc_url_is_a_clear_error(tmp_path: Path) -> None:

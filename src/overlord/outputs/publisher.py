@@ -11,7 +11,9 @@ The publisher binds; consumers connect (``overlord listen`` is one). Two socket 
   mark, so for PUB ``dropped`` only counts what the socket refused, not those discards.
 
 Payloads are :func:`overlord.outputs.events.encode_event` bytes (JSON). ``LINGER`` is 0
-(closing never waits for unsent messages) and the send high-water mark is explicit. TCP
+while running; :meth:`EventPublisher.close` waits a bounded time (1 s by default) for
+queued messages to reach a connected consumer, so an exiting process does not drop its
+last events. The send high-water mark is explicit. TCP
 binds are restricted to loopback addresses unless ``allow_remote=True``: events name
 borrowers and carry raw transactions, which is nobody else's business by default.
 
@@ -212,12 +214,17 @@ class EventPublisher:
             raise PublisherError(f"send failed: {exc}") from exc
         self._published += 1
 
-    def close(self) -> None:
-        """Close the socket (unsent messages are discarded) and an owned context. Idempotent."""
+    def close(self, flush_timeout_ms: int = 1000) -> None:
+        """Close the socket and an owned context. Idempotent.
+
+        Messages already queued get up to ``flush_timeout_ms`` to reach a connected
+        consumer (a process that publishes and then exits must not lose its last events);
+        whatever is still queued after that is discarded.
+        """
         if self._closed:
             return
         self._closed = True
-        self._socket.close(linger=0)
+        self._socket.close(linger=flush_timeout_ms)
         if self._owns_context:
             self._context.term()
 
