@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from overlord.aave import AccountData, Market
 from overlord.chain.rpc import RpcError
 from overlord.engine.engine import BlockReport, Engine, SyncProgress
 from overlord.engine.plans import best_plan
@@ -84,11 +85,7 @@ class Runner:
                 "new user seen in events", extra={"user": address, "block": report.block_number}
             )
         for event in self._events(report, trace_id):
-            if self.publisher is not None:
-                self.publisher.publish(event)
-            if self.on_event is not None:
-                self.on_event(event)
-            self.events += 1
+            self._send(event)
         if self.output_dir is not None and report.candidates:
             write_trace(self.output_dir, trace_id, sorted(report.candidates.items()))
         self.blocks += 1
@@ -112,15 +109,6 @@ class Runner:
         state = self.engine.state
         if state is None or not report.detections:
             return []
-        symbols = {tokens.asset: tokens.symbol for tokens in state.tokens.values()}
-        prices = tuple(
-            AssetPrice(
-                reserve=r.asset,
-                symbol=symbols.get(r.asset, "")[:32],
-                price=state.market.prices[r.asset],
-            )
-            for r in state.market.reserves.values()
-        )
         context = BlockContext(
             self.chain_id,
             self.engine.pool,
@@ -128,28 +116,8 @@ class Runner:
             report.block_number,
             report.block_timestamp,
         )
-        events = []
-        for detection in report.detections:
-            index = self.engine.table.user_index(detection.address)
-            account = self.engine.table.account(index) if index is not None else None
-            plan = (
-                best_plan(state.market, account, report.block_timestamp, self.liquidator)
-                if account
-                else None
-            )
-            events.append(
-                event_from(
-                    detection.address,
-                    detection.account,
-                    context,
-                    trace_id,
-                    prices=prices,
-                    liquidation=plan.liquidation if plan else None,
-                    estimated_gross_profit_base=plan.gross_gain_base if plan else None,
-                    symbols=symbols,
-                )
-            )
-        return events
+        accounts = {d.address: d.account for d in report.detections}
+        return self._build(accounts, context, trace_id, state.market, report.block_timestamp)
 
     def emit_pending(self, detection: PendingDetection) -> list[UnderwaterUserEvent]:
         """Publish events for a pending feed update's newly underwater users.
@@ -162,12 +130,6 @@ class Runner:
         state = self.engine.state
         if state is None or not detection.underwater:
             return []
-        trace_id = new_trace_id()
-        symbols = {tokens.asset: tokens.symbol for tokens in state.tokens.values()}
-        prices = tuple(
-            AssetPrice(reserve=asset, symbol=symbols.get(asset, "")[:32], price=price)
-            for asset, price in detection.prices.items()
-        )
         context = BlockContext(
             self.chain_id,
             self.engine.pool,
@@ -176,32 +138,16 @@ class Runner:
             state.block_timestamp,
         )
         trigger = PendingTrigger(detection.tx_hash, detection.raw_tx, detection.inclusion_block)
-        events = []
-        for address, account in detection.underwater.items():
-            index = self.engine.table.user_index(address)
-            user = self.engine.table.account(index) if index is not None else None
-            plan = (
-                best_plan(detection.market, user, detection.timestamp, self.liquidator)
-                if user
-                else None
-            )
-            event = event_from(
-                address,
-                account,
-                context,
-                trace_id,
-                prices=prices,
-                pending=trigger,
-                liquidation=plan.liquidation if plan else None,
-                estimated_gross_profit_base=plan.gross_gain_base if plan else None,
-                symbols=symbols,
-            )
-            if self.publisher is not None:
-                self.publisher.publish(event)
-            if self.on_event is not None:
-                self.on_event(event)
-            events.append(event)
-        self.events += len(events)
+        events = self._build(
+            detection.underwater,
+            context,
+            new_trace_id(),
+            detection.market,
+            detection.timestamp,
+            trigger,
+        )
+        for event in events:
+            self._send(event)
         log.info(
             "pending update evaluated",
             extra={
@@ -211,6 +157,51 @@ class Runner:
             },
         )
         return events
+
+    def _build(
+        self,
+        accounts: Mapping[str, AccountData],
+        context: BlockContext,
+        trace_id: str,
+        market: Market,
+        now: int,
+        trigger: PendingTrigger | None = None,
+    ) -> list[UnderwaterUserEvent]:
+        """One event per user, with the market's prices and the best plan sized on them."""
+        state = self.engine.state
+        symbols = {t.asset: t.symbol for t in state.tokens.values()} if state else {}
+        prices = tuple(
+            AssetPrice(reserve=asset, symbol=symbols.get(asset, "")[:32], price=price)
+            for asset, price in (
+                (r.asset, market.prices[r.asset]) for r in market.reserves.values()
+            )
+        )
+        events = []
+        for address, account in accounts.items():
+            index = self.engine.table.user_index(address)
+            user = self.engine.table.account(index) if index is not None else None
+            plan = best_plan(market, user, now, self.liquidator) if user else None
+            events.append(
+                event_from(
+                    address,
+                    account,
+                    context,
+                    trace_id,
+                    prices=prices,
+                    pending=trigger,
+                    liquidation=plan.liquidation if plan else None,
+                    estimated_gross_profit_base=plan.gross_gain_base if plan else None,
+                    symbols=symbols,
+                )
+            )
+        return events
+
+    def _send(self, event: UnderwaterUserEvent) -> None:
+        if self.publisher is not None:
+            self.publisher.publish(event)
+        if self.on_event is not None:
+            self.on_event(event)
+        self.events += 1
 
     def log_stats(self) -> None:
         """The periodic stats line: users, positions, the most used reserves by user count."""
