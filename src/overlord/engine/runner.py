@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,10 +105,10 @@ class Runner:
         if self.blocks % STATS_EVERY_BLOCKS == 1:
             self.log_stats()
 
-    def _events(self, report: BlockReport, trace_id: str) -> list[UnderwaterUserEvent]:
+    def _events(self, report: BlockReport, trace_id: str) -> Iterator[UnderwaterUserEvent]:
         state = self.engine.state
         if state is None or not report.detections:
-            return []
+            return iter(())
         context = BlockContext(
             self.chain_id,
             self.engine.pool,
@@ -138,16 +138,17 @@ class Runner:
             state.block_timestamp,
         )
         trigger = PendingTrigger(detection.tx_hash, detection.raw_tx, detection.inclusion_block)
-        events = self._build(
+        events = []
+        for event in self._build(
             detection.underwater,
             context,
             new_trace_id(),
             detection.market,
             detection.timestamp,
             trigger,
-        )
-        for event in events:
-            self._send(event)
+        ):
+            self._send(event)  # each event leaves as soon as its plan is sized
+            events.append(event)
         log.info(
             "pending update evaluated",
             extra={
@@ -166,8 +167,9 @@ class Runner:
         market: Market,
         now: int,
         trigger: PendingTrigger | None = None,
-    ) -> list[UnderwaterUserEvent]:
-        """One event per user, with the market's prices and the best plan sized on them."""
+    ) -> Iterator[UnderwaterUserEvent]:
+        """One event per user (lowest health factor first), with the market's prices and
+        the best plan sized on them; lazily, so the first can be sent before the rest exist."""
         state = self.engine.state
         symbols = {t.asset: t.symbol for t in state.tokens.values()} if state else {}
         prices = tuple(
@@ -176,12 +178,11 @@ class Runner:
                 (r.asset, market.prices[r.asset]) for r in market.reserves.values()
             )
         )
-        events = []
-        for address, account in accounts.items():
+        for address, account in sorted(accounts.items(), key=lambda item: item[1].health_factor):
             index = self.engine.table.user_index(address)
             user = self.engine.table.account(index) if index is not None else None
             plan = best_plan(market, user, now, self.liquidator) if user else None
-            events.append(
+            yield (
                 event_from(
                     address,
                     account,
@@ -194,7 +195,6 @@ class Runner:
                     symbols=symbols,
                 )
             )
-        return events
 
     def _send(self, event: UnderwaterUserEvent) -> None:
         if self.publisher is not None:
