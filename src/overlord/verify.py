@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Final, Protocol, TextIO
+from typing import Annotated, Any, Final, TextIO
 
 import typer
 from eth_utils.address import is_checksum_address
@@ -42,8 +42,15 @@ from overlord.aave import (
     calculate_user_account_data,
 )
 from overlord.aave.account import ACCOUNT_DATA_KEYS
+from overlord.chain.logs import (
+    DEFAULT_LOG_CHUNK,
+    POOL_USER_FIELDS,
+    RpcCaller,
+    fetch_logs,
+    users_in_logs,
+)
 from overlord.chain.market_ref import MarketRef, MarketResolutionError, resolve_market
-from overlord.chain.reader import MarketReader, MarketState, block_tag, normalize_address
+from overlord.chain.reader import MarketReader, MarketState, normalize_address
 from overlord.chain.rpc import JsonRpcClient, RpcError, RpcTransportError, redact_url
 from overlord.devnet.manifest import Manifest, ManifestError
 
@@ -56,7 +63,6 @@ RPC_URL_ENV: Final = "OVERLORD_RPC_URL"
 DEFAULT_GROUP_SIZE: Final = 1000
 PROGRESS_MIN_USERS: Final = 200
 PROGRESS_GROUP_SIZE: Final = 250  # the command's groups: a smoother bar, a few more batches
-DEFAULT_LOG_CHUNK: Final = 10_000
 
 AccountTuple = tuple[int, int, int, int, int, int]
 ProgressCallback = Callable[[int, int], None]
@@ -226,80 +232,8 @@ def load_addresses_file(path: Path) -> tuple[list[str], list[AddressProblem]]:
     return parse_addresses(path.read_text(encoding="utf-8").splitlines())
 
 
-# Users from the Pool's events (spec §6.1): topic0 → the topic that holds the user.
-
-POOL_USER_TOPICS: Final[dict[str, int]] = {
-    # Supply(reserve, user, onBehalfOf indexed, amount, referralCode indexed): onBehalfOf
-    "0x2b627736bca15cd5381dcf80b0bf11fd197d01a037c52b927a881a10fb73ba61": 2,
-    # Borrow(reserve, user, onBehalfOf indexed, ...): onBehalfOf
-    "0xb3d084820fb1a9decffb176436bd02558d15fac9b0ddfed8c465bc7359d7dce0": 2,
-    # Repay(reserve, user indexed, repayer indexed, ...): user
-    "0xa534c8dbe71f871f9f3530e97a74601fea17b426cae02e1c5aee42c96c784051": 2,
-    # Withdraw(reserve, user indexed, to indexed, amount): user
-    "0x3115d1449a7b732c986cba18244e897a450f61e1bb8d589cd2e69e6c8924f9f7": 2,
-    # LiquidationCall(collateral, debt, user indexed, ...): user
-    "0xe413a321e8681d831f4dbccbca790d2952b56f977908e45be37335533e005286": 3,
-    # ReserveUsedAsCollateralEnabled(reserve, user indexed)
-    "0x00058a56ea94653cdf4f152d227ace22d4c00ad99e2a43f58cb7d9e3feb295f2": 2,
-    # ReserveUsedAsCollateralDisabled(reserve, user indexed)
-    "0x44c58d81365b66dd4b1a7f36c25aa97b8c71c361ee4937adc1a00000227db5dd": 2,
-    # UserEModeSet(user indexed, categoryId)
-    "0xd728da875fc88944cbf17638bcbe4af0eedaef63becd1d1c57cc097eb4608d84": 1,
-}
-
-# How nodes and providers say "this eth_getLogs range is too big" (geth, Infura -32005,
-# Alchemy, QuickNode, Erigon, ...). Anything else is a real error and is raised.
-_LOG_LIMIT = re.compile(
-    r"too many|more than \d|limit|exceed|block range|range too|too large|too big|"
-    r"response size|timeout|timed out",
-    re.IGNORECASE,
-)
-_LOG_LIMIT_CODES: Final = frozenset({-32005})
-
-
-class RpcCaller(Protocol):
-    """What :func:`discover_users` needs from a client: single JSON-RPC requests."""
-
-    def call(self, method: str, params: Sequence[Any] = ()) -> Any:
-        """Send one request and return its result; raise :class:`RpcError` on failure."""
-        ...
-
-
-def _is_log_limit(error: RpcError) -> bool:
-    if isinstance(error, RpcTransportError):
-        return False
-    return error.code in _LOG_LIMIT_CODES or bool(_LOG_LIMIT.search(str(error)))
-
-
-def _topic_user(log: object) -> str:
-    """The user address a Pool log names; raises :class:`RpcError` for a malformed log."""
-    topics = log.get("topics") if isinstance(log, dict) else None
-    if not isinstance(topics, list) or not topics:
-        raise RpcError("eth_getLogs", f"log without topics: {str(log)[:200]}")
-    position = POOL_USER_TOPICS.get(str(topics[0]).lower())
-    if position is None or position >= len(topics):
-        raise RpcError("eth_getLogs", f"unexpected log: {str(log)[:200]}")
-    topic = str(topics[position]).lower()
-    if not re.fullmatch(r"0x0{24}[0-9a-f]{40}", topic):
-        raise RpcError("eth_getLogs", f"topic is not an address: {topic[:80]!r}")
-    return "0x" + topic[-40:]
-
-
-def _logs(client: RpcCaller, pool: str, first: int, last: int) -> list[Any]:
-    result = client.call(
-        "eth_getLogs",
-        [
-            {
-                "address": pool,
-                "fromBlock": block_tag(first),
-                "toBlock": block_tag(last),
-                "topics": [list(POOL_USER_TOPICS)],
-            }
-        ],
-    )
-    if not isinstance(result, list):
-        raise RpcError("eth_getLogs", f"result is not a list: {str(result)[:200]}")
-    return result
+# Users from the Pool's events (spec §6.1): the table and the chunked scan are shared
+# with the engine (overlord.chain.logs).
 
 
 def discover_users(
@@ -312,34 +246,23 @@ def discover_users(
 ) -> list[str]:
     """Every user the Pool's events name between two blocks (inclusive), first seen first.
 
-    Logs are fetched in ranges of ``chunk_size`` blocks. When the node refuses a range as
-    too large (too many results, range or size limits), the range is halved and retried;
-    the smaller size is then kept for the rest of the scan. A single block that is still
-    refused raises.
+    See :func:`overlord.chain.logs.fetch_logs` for the chunking (halved when the node
+    refuses a range as too large).
 
     Raises:
         RpcError: a refusal that is not a size limit, a single-block refusal, or a
             malformed log.
         ValueError: bad block numbers or chunk size, or ``pool`` is not an address.
     """
-    pool = normalize_address(pool)
-    if chunk_size < 1 or from_block > to_block:
-        raise ValueError(f"bad scan: blocks {from_block}..{to_block}, chunk {chunk_size}")
-    users: dict[str, None] = {}
-    start, size = from_block, chunk_size
-    while start <= to_block:
-        end = min(start + size - 1, to_block)
-        try:
-            logs = _logs(client, pool, start, end)
-        except RpcError as exc:
-            if size == 1 or not _is_log_limit(exc):
-                raise
-            size //= 2
-            continue
-        for log in logs:
-            users[_topic_user(log)] = None
-        start = end + 1
-    return list(users)
+    logs = fetch_logs(
+        client,
+        normalize_address(pool),
+        POOL_USER_FIELDS,
+        from_block,
+        to_block,
+        chunk_size=chunk_size,
+    )
+    return users_in_logs(logs)
 
 
 # The command.

@@ -8,11 +8,20 @@ from typing import Any
 
 import pytest
 
+from overlord.chain.abi import event_topic
+from overlord.chain.logs import POOL_USER_FIELDS
 from overlord.chain.rpc import RpcError, RpcTransportError
-from overlord.verify import POOL_USER_TOPICS, discover_users
+from overlord.verify import discover_users
 
 POOL = "0x" + "11" * 20
-SUPPLY, BORROW, REPAY, WITHDRAW, LIQUIDATION, ENABLED, DISABLED, EMODE = POOL_USER_TOPICS
+SUPPLY = event_topic("Supply(address,address,address,uint256,uint16)")
+BORROW = event_topic("Borrow(address,address,address,uint256,uint8,uint256,uint16)")
+REPAY = event_topic("Repay(address,address,address,uint256,bool)")
+WITHDRAW = event_topic("Withdraw(address,address,address,uint256)")
+LIQUIDATION = event_topic("LiquidationCall(address,address,address,uint256,uint256,address,bool)")
+ENABLED = event_topic("ReserveUsedAsCollateralEnabled(address,address)")
+DISABLED = event_topic("ReserveUsedAsCollateralDisabled(address,address)")
+EMODE = event_topic("UserEModeSet(address,uint8)")
 
 
 def _word(address: str) -> str:
@@ -23,12 +32,25 @@ def _user(index: int) -> str:
     return f"0x{index:040x}"
 
 
-def _log(block: int, topic0: str, user: str) -> dict[str, Any]:
-    """A Pool log naming ``user`` in the topic position its event uses."""
-    position = POOL_USER_TOPICS[topic0]
-    topics = [topic0, *(_word(f"0x{n:040x}") for n in (0xAA, 0xBB, 0xCC))][: max(position + 1, 2)]
-    topics[position] = _word(user)
-    return {"address": POOL, "blockNumber": hex(block), "topics": topics, "data": "0x"}
+def _log(block: int, topic0: str, user: str, other: str | None = None) -> dict[str, Any]:
+    """A Pool log naming ``user`` where its event names users (``other`` in the second place
+    for events that name two: a repayer, a liquidator)."""
+    topics = [topic0, *(_word(f"0x{n:040x}") for n in (0xAA, 0xBB, 0xCC))]
+    data = ["00" * 32] * 4
+    fields = POOL_USER_FIELDS[topic0]
+    for number, (kind, index) in enumerate(fields):
+        named = user if number == 0 or other is None else other
+        if kind == "topic":
+            topics[index] = _word(named)
+        else:
+            data[index] = _word(named)[2:]
+    last = max(index for kind, index in fields if kind == "topic")
+    return {
+        "address": POOL,
+        "blockNumber": hex(block),
+        "topics": topics[: max(last + 1, 2)],
+        "data": "0x" + "".join(data),
+    }
 
 
 @dataclass
@@ -49,7 +71,7 @@ class FakeLogNode:
         assert method == "eth_getLogs"
         (query,) = params
         assert query["address"] == POOL
-        assert query["topics"] == [list(POOL_USER_TOPICS)]
+        assert query["topics"] == [list(POOL_USER_FIELDS)]
         first, last = int(query["fromBlock"], 16), int(query["toBlock"], 16)
         if last - first + 1 > self.limit:
             self.refused.append((first, last))
@@ -65,6 +87,20 @@ def test_each_event_names_its_user_in_its_own_topic() -> None:
     users = discover_users(node, POOL, 0, 100)
 
     assert users == [_user(i + 1) for i in range(len(events))]
+
+
+def test_a_repayer_and_a_liquidator_are_users_too() -> None:
+    node = FakeLogNode(
+        [_log(3, REPAY, _user(1), _user(2)), _log(4, LIQUIDATION, _user(3), _user(4))]
+    )
+
+    assert discover_users(node, POOL, 0, 10) == [_user(1), _user(2), _user(3), _user(4)]
+
+
+def test_the_zero_address_is_never_a_user() -> None:
+    node = FakeLogNode([_log(3, SUPPLY, "0x" + "00" * 20), _log(4, SUPPLY, _user(5))])
+
+    assert discover_users(node, POOL, 0, 10) == [_user(5)]
 
 
 def test_users_are_merged_in_first_seen_order() -> None:
@@ -84,7 +120,7 @@ def test_the_range_is_scanned_in_contiguous_chunks() -> None:
 
 
 def test_a_refused_range_is_halved_until_the_node_accepts_it() -> None:
-    logs = [_log(block, SUPPLY, _user(block)) for block in range(0, 1000, 7)]
+    logs = [_log(block, SUPPLY, _user(block + 1)) for block in range(0, 1000, 7)]
     node = FakeLogNode(logs, limit=100)
 
     users = discover_users(node, POOL, 0, 999, chunk_size=1000)
@@ -94,7 +130,7 @@ def test_a_refused_range_is_halved_until_the_node_accepts_it() -> None:
     assert all(last - first + 1 <= 62 for first, last in node.ranges)
     covered = [block for first, last in node.ranges for block in range(first, last + 1)]
     assert covered == list(range(1000))  # every block exactly once, in order
-    assert users == [_user(block) for block in range(0, 1000, 7)]
+    assert users == [_user(block + 1) for block in range(0, 1000, 7)]
 
 
 @pytest.mark.parametrize(
