@@ -97,7 +97,6 @@ class Engine:
     state: MarketState | None = None
     last_block: int | None = None
     underwater: dict[str, AccountData] = field(default_factory=dict)
-    last_hypothetical: Market | None = None
     _announced: dict[str, _Announced] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -257,9 +256,7 @@ class Engine:
             for asset, price in prices.items()
             if market.prices.get(asset.lower()) != price
         }
-        hypothetical = replace(
-            market, prices={**market.prices, **{a.lower(): p for a, p in prices.items()}}
-        )
+        hypothetical = with_prices(market, prices)
         affected = self.table.users_of_reserves(_reserves_moved_by(market, changed))
         at = self.state.block_timestamp if now is None else now
         if at != self.state.block_timestamp:
@@ -271,7 +268,6 @@ class Engine:
         minimum = self.settings.min_collateral_base
         moved = {self.table.addresses[int(u)] for u in affected}
         outcome = {a: d for a, d in self.underwater.items() if a not in moved}
-        self.last_hypothetical = hypothetical
         outcome.update(
             {
                 self.table.addresses[user]: data
@@ -280,6 +276,11 @@ class Engine:
             }
         )
         return outcome
+
+
+def with_prices(market: Market, prices: Mapping[str, int]) -> Market:
+    """``market`` with some oracle prices replaced (asset -> price, any address case)."""
+    return replace(market, prices={**market.prices, **{a.lower(): p for a, p in prices.items()}})
 
 
 def _reserves_moved_by(market: Market, changed_assets: set[str]) -> list[int]:

@@ -22,7 +22,7 @@ from typing import Any
 
 from overlord.aave import AccountData, Market
 from overlord.chain.rpc import JsonRpcClient, RpcError
-from overlord.engine.engine import Engine
+from overlord.engine.engine import Engine, with_prices
 from overlord.feeds.decoders import FeedUpdate, decode_update
 from overlord.feeds.predict import METHOD_NOT_FOUND, PredictionUnavailable, predict_prices
 
@@ -118,7 +118,7 @@ class PriceScout:
             return None
         current = self.engine.underwater
         underwater = self.engine.evaluate_prices(prices, now=timestamp)
-        market = self.engine.last_hypothetical or state.market
+        market = with_prices(state.market, prices)
         newly = {address: data for address, data in underwater.items() if address not in current}
         self.predictions[tx_hash] = (inclusion, prices)
         raw = self._raw(tx_hash)
