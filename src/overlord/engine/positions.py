@@ -157,7 +157,8 @@ class PositionTable:
             self._flags[row] = (BORROWING if borrowing else 0) | (COLLATERAL if collateral else 0)
             self._store(row, 0, position.scaled_atoken_balance)
             self._store(row, 1, position.scaled_variable_debt)
-            if position.stable_debt is not None:
+            if position.stable_debt is not None and borrowing:
+                # Only a borrowing flag makes stable debt count, as in the account loop.
                 self.stable.setdefault(user, {})[reserve_id] = position.stable_debt
             if position.gho_discount is not None:
                 self.gho.setdefault(user, {})[reserve_id] = position.gho_discount

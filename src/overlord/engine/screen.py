@@ -40,7 +40,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
-from overlord.aave import AccountData, Market, calculate_user_account_data
+from overlord.aave import AccountData, Market, UserAccount, UserReserve, calculate_user_account_data
 from overlord.aave.account import (
     emode_source_price,
     reserve_debt_index,
@@ -49,7 +49,7 @@ from overlord.aave.account import (
     stable_debt_balance,
     user_emode_category,
 )
-from overlord.aave.configuration import MAX_RESERVES_COUNT, is_borrowing, is_reserve_in_bitmap
+from overlord.aave.configuration import MAX_RESERVES_COUNT, is_reserve_in_bitmap
 from overlord.aave.versions import EModeMembership, HealthFactorFormula, LoopBound
 from overlord.engine.positions import BORROWING, COLLATERAL, DEAD, PositionTable
 
@@ -311,14 +311,16 @@ def _add_stable_debt(
         local = position_of.get(user)
         if local is None:
             continue
-        account = table.account(user)
-        emode = user_emode_category(market, account)
+        # The eMode category is all the account loop reads of the user here (3.0/3.1 price
+        # source); the table stores stable debt only where the borrowing flag is set.
+        holder = UserAccount(table.addresses[user], 0, int(table.emode[user]))
+        emode = user_emode_category(market, holder)
         emode_price = emode_source_price(market, emode)
-        for reserve_id in per_reserve:
+        for reserve_id, stable in per_reserve.items():
             reserve = market.reserves.get(reserve_id)
-            if reserve is None or not is_borrowing(account.configuration, reserve_id):
+            if reserve is None:
                 continue
-            balance = stable_debt_balance(rules, account.position(reserve_id), factors.now)
+            balance = stable_debt_balance(rules, UserReserve(stable_debt=stable), factors.now)
             price = reserve_price(market, reserve, emode, emode_price)
             value = balance * price / reserve.configuration.unit
             debt[local] += value
