@@ -167,7 +167,11 @@ def _announce(
     state = folder / "state.json"
     cached = state.is_file() and state.stat().st_mtime < started
     how = "loaded from the cache" if cached else "built now and cached"
-    _say(f"Aave {protocol} devnet, {len(devnet.users)} seeded users (seed {seed}): chain {how}")
+    elapsed = time.time() - started
+    _say(
+        f"Aave {protocol} devnet, {len(devnet.users)} seeded users (seed {seed}): chain {how} "
+        f"in {elapsed:.1f} s"
+    )
     _say(f"cache: {folder}")
     if manifest_out is not None:
         manifest_out.parent.mkdir(parents=True, exist_ok=True)
