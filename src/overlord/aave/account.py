@@ -34,6 +34,7 @@ from overlord.aave.wadray import (
     UINT256_MAX,
     checked,
     mul_div_ceil,
+    mul_div_floor,
     percent_mul,
     percent_mul_floor,
     ray_mul,
@@ -171,12 +172,12 @@ def debt_value(rules: ProtocolRules, debt: int, price: int, unit: int) -> int:
     """A debt amount in base currency: floor before 3.5, ``mulDivCeil`` from 3.5."""
     if rules.debt_value_rounding is Rounding.CEIL:
         return mul_div_ceil(debt, price, unit)
-    return checked(debt * price) // unit
+    return mul_div_floor(debt, price, unit)
 
 
 def collateral_value(collateral: int, price: int, unit: int) -> int:
     """A collateral amount in base currency (floor in every version)."""
-    return checked(collateral * price) // unit
+    return mul_div_floor(collateral, price, unit)
 
 
 # eMode.

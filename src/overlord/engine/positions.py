@@ -14,7 +14,7 @@ the new rows fit, else appends a new slot and leaves the old rows dead (user ind
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -236,10 +236,6 @@ class PositionTable:
             emode_category=int(self.emode[user]),
             positions=MappingProxyType(positions),
         )
-
-    def accounts(self, users: Iterable[int]) -> Iterator[UserAccount]:
-        """The exact accounts of ``users``."""
-        return (self.account(user) for user in users)
 
     def compact(self) -> None:
         """Drop dead rows and lay every user's rows out contiguously in user order."""

@@ -175,11 +175,6 @@ class ScreenResult:
     weighted_collateral: FloatArray
     debt: FloatArray
 
-    def users_with(self, status: np.int8) -> npt.NDArray[np.intp]:
-        """Table indices of the users with ``status``."""
-        selected: npt.NDArray[np.intp] = self.users[self.status == status]
-        return selected
-
 
 @dataclass(frozen=True)
 class _RowWeights:

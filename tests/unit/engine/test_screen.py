@@ -23,6 +23,14 @@ from overlord.engine.screen import SAFE, UNDERWATER, block_factors, screen, unde
 from tests.unit.engine.market_strategies import NOW, populations
 
 
+def table_of(people: list[UserAccount]) -> PositionTable:
+    """A table holding ``people``, upserted in order (a repeated address replaces)."""
+    table = PositionTable()
+    for user in people:
+        table.upsert(user)
+    return table
+
+
 def exact_underwater(market: Market, people: list[UserAccount]) -> set[str]:
     return {
         user.address
@@ -37,9 +45,7 @@ def test_screen_and_confirmation_find_exactly_the_underwater_users(
     population: tuple[Market, list[UserAccount]],
 ) -> None:
     market, people = population
-    table = PositionTable()
-    for user in people:
-        table.upsert(user)
+    table = table_of(people)
     try:
         expected = exact_underwater(market, people)
     except (MissingPriceError, ArithmeticError):
@@ -58,9 +64,7 @@ def test_every_certain_classification_is_right(
     population: tuple[Market, list[UserAccount]],
 ) -> None:
     market, people = population
-    table = PositionTable()
-    for user in people:
-        table.upsert(user)
+    table = table_of(people)
     try:
         factors = block_factors(market, NOW)
         result = screen(table, factors)
@@ -81,9 +85,7 @@ def test_the_table_gives_back_the_exact_account_after_replacements_and_removals(
     population: tuple[Market, list[UserAccount]], compact: bool
 ) -> None:
     _market, people = population
-    table = PositionTable()
-    for user in people:
-        table.upsert(user)
+    table = table_of(people)
     # Every user takes another user's positions (growing and shrinking slots), one leaves.
     latest = {
         user.address: replace(people[-1 - i], address=user.address) for i, user in enumerate(people)
@@ -133,9 +135,7 @@ def test_a_targeted_screen_equals_the_full_screen_for_its_users(
     population: tuple[Market, list[UserAccount]], data: st.DataObject
 ) -> None:
     market, people = population
-    table = PositionTable()
-    for user in people + people[: len(people) // 2]:  # some users replaced: dead rows too
-        table.upsert(user)
+    table = table_of(people + people[: len(people) // 2])  # some replaced: dead rows too
     try:
         factors = block_factors(market, NOW)
         full = screen(table, factors)
