@@ -9,22 +9,38 @@ call exactly, and reports who is underwater, with the exact ``getUserAccountData
 
 A detection is announced when a user becomes underwater, when an underwater user's
 account data changes, or again after ``reannounce_interval`` seconds of block time.
+Candidates are confirmed in the screen's health-factor order, lowest first, and each
+detection is handed to ``on_detection`` as soon as it is confirmed, so the most urgent
+user's event leaves before the others are computed.
 :meth:`Engine.evaluate_prices` answers "who would be underwater at these prices" for the
 users of the reserves whose prices change (targeted), without changing any state.
+
+**Reorgs.** The engine remembers, for the last ``history_blocks`` processed blocks, the
+block hash it was given and the users it re-read. :meth:`Engine.rollback` to a common
+ancestor marks every user re-read after it for a new read at the next processed block
+(whose logs cover everything after the ancestor on the new chain), and the market is
+re-read every block anyway, so the state then equals the canonical chain's. A rollback
+deeper than the history re-reads every user.
+
+**Threads.** One thread (the block path) calls :meth:`process_block`, :meth:`rollback`
+and :meth:`sync`; another (the price path) may call :meth:`evaluate_prices` at the same
+time. ``lock`` is held only while the table is written and while a hypothetical
+evaluation reads it, never across RPC, so the price path waits at most one table update.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import numpy as np
 
-from overlord.aave import AccountData, Market, UserAccount
+from overlord.aave import AccountData, Market, UserAccount, calculate_user_account_data
 from overlord.chain.reader import MarketReader, MarketState
 from overlord.chain.rpc import JsonRpcClient
 from overlord.engine.positions import PositionTable
@@ -32,6 +48,7 @@ from overlord.engine.screen import SAFE, block_factors, confirm, screen
 from overlord.engine.touched import touched_users
 
 SyncProgress = Callable[[int, int], None]
+HISTORY_BLOCKS = 128
 
 
 class Reason(StrEnum):
@@ -79,10 +96,28 @@ class EngineSettings:
     buckets: int = 4
 
 
+DetectionSink = Callable[[Detection], None]
+
+
 @dataclass
 class _Announced:
     account: AccountData
     at: int  # block timestamp
+
+
+@dataclass(frozen=True)
+class ProcessedBlock:
+    """What processing one block did to the table: for rolling it back after a reorg.
+
+    ``first``..``number`` is the range of blocks whose logs were read; ``reread`` the users
+    whose rows were read at ``number``; ``block_hash`` the hash the block was processed as
+    (``None`` when the caller did not know it).
+    """
+
+    number: int
+    first: int
+    block_hash: str | None
+    reread: frozenset[str]
 
 
 @dataclass
@@ -97,10 +132,15 @@ class Engine:
     state: MarketState | None = None
     last_block: int | None = None
     underwater: dict[str, AccountData] = field(default_factory=dict)
+    history_blocks: int = HISTORY_BLOCKS
     _announced: dict[str, _Announced] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.reader = MarketReader(self.client, self.pool)
+        self.lock = threading.RLock()
+        self.history: deque[ProcessedBlock] = deque(maxlen=self.history_blocks)
+        self._reread: set[str] = set()  # users to read again at the next block (a rollback)
+        self._reread_all = False  # a rollback deeper than the history: read everyone again
 
     # Initial sync.
 
@@ -118,8 +158,9 @@ class Engine:
         ]
         done = 0
         for accounts in self._read_batches(batches, block, self.state):
-            for account in accounts:
-                self.table.upsert(account)
+            with self.lock:
+                for account in accounts:
+                    self.table.upsert(account)
             done += len(accounts)
             if progress is not None:
                 progress(done, len(unique))
@@ -147,8 +188,22 @@ class Engine:
 
     # Per block.
 
-    def process_block(self, block: int) -> BlockReport:
-        """Bring the engine to ``block`` and report who is underwater there."""
+    def process_block(
+        self,
+        block: int,
+        *,
+        block_hash: str | None = None,
+        on_detection: DetectionSink | None = None,
+        extra_users: Iterable[str] = (),
+    ) -> BlockReport:
+        """Bring the engine to ``block`` and report who is underwater there.
+
+        Reads the market, the users touched by events since the last processed block (and
+        ``extra_users``, e.g. users named by logs a subscription delivered, and any user a
+        rollback marked), then confirms candidates lowest health factor first, handing each
+        detection to ``on_detection`` as soon as it is known. ``block_hash`` is recorded
+        for :meth:`rollback`.
+        """
         started = time.perf_counter()
         state = self.reader.read_market(block)
         first = block if self.last_block is None else self.last_block + 1
@@ -159,20 +214,29 @@ class Engine:
             if t
         ]
         touched = touched_users(self.client, [self.pool, *tokens], first, block)
-        new_users = tuple(sorted(a for a in touched if self.table.user_index(a) is None))
-        for account in self.reader.read_users(sorted(touched), block, state):
-            self.table.upsert(account)
-        moved = self._moved_by_prices(state.market) | touched
-        self.state, self.last_block = state, block
-        current, candidates = self._underwater(state.market, state.block_timestamp)
-        detections = self._detections(current, block, state.block_timestamp, moved)
+        touched |= {address.lower() for address in extra_users}
+        reread = touched | self._reread
+        if self._reread_all:
+            reread |= set(self.table.addresses)
+        new_users = tuple(sorted(a for a in reread if self.table.user_index(a) is None))
+        accounts = self.reader.read_users(sorted(reread), block, state)
+        moved = self._moved_by_prices(state.market) | reread
+        with self.lock:
+            for account in accounts:
+                self.table.upsert(account)
+            self.state, self.last_block = state, block
+            self._reread, self._reread_all = set(), False
+            self.history.append(ProcessedBlock(block, first, block_hash, frozenset(reread)))
+        current, candidates, detections = self._underwater(
+            state.market, block, state.block_timestamp, moved, on_detection
+        )
         self.underwater = current
         elapsed = (time.perf_counter() - started) * 1000
         return BlockReport(
             block,
             state.block_timestamp,
             elapsed,
-            len(touched),
+            len(reread),
             len(new_users),
             len(candidates),
             dict(current),
@@ -181,21 +245,70 @@ class Engine:
             new_users,
         )
 
+    def rollback(self, ancestor: int) -> int:
+        """Forget the processed blocks after ``ancestor`` (a reorg replaced them).
+
+        Every user re-read after ``ancestor`` is read again at the next processed block,
+        which also reads the new chain's logs from ``ancestor + 1``; when the history does
+        not reach back to ``ancestor``, every user is. Returns the number of processed
+        blocks forgotten.
+        """
+        with self.lock:
+            if self.last_block is None or ancestor >= self.last_block:
+                return 0
+            orphaned = [p for p in self.history if p.number > ancestor]
+            covered = bool(self.history) and self.history[0].first <= ancestor + 1
+            for processed in orphaned:
+                self._reread |= processed.reread
+            self._reread_all |= not covered
+            self.history = deque(
+                (p for p in self.history if p.number <= ancestor), maxlen=self.history_blocks
+            )
+            self.last_block = ancestor
+            return len(orphaned)
+
+    def processed_hashes(self) -> dict[int, str]:
+        """Block number -> hash of the recent processed blocks whose hash is known."""
+        with self.lock:
+            return {p.number: p.block_hash for p in self.history if p.block_hash is not None}
+
     def _underwater(
-        self, market: Market, now: int
-    ) -> tuple[dict[str, AccountData], dict[str, int]]:
+        self,
+        market: Market,
+        block: int,
+        now: int,
+        moved: set[str],
+        on_detection: DetectionSink | None,
+    ) -> tuple[dict[str, AccountData], dict[str, int], list[Detection]]:
+        """Confirm the screen's candidates lowest estimate first; decide and hand over each
+        detection as soon as it is confirmed."""
         factors = block_factors(market, now)
         result = screen(self.table, factors)
-        candidates = result.users[result.status != SAFE]
-        exact = confirm(self.table, factors, candidates)
+        uncertain = result.status != SAFE
+        order = np.argsort(result.health_factor[uncertain], kind="stable")
         minimum = self.settings.min_collateral_base
-        underwater = {
-            self.table.addresses[user]: data
-            for user, data in exact.items()
-            if data.is_liquidatable and data.total_collateral_base >= minimum
-        }
-        health = {self.table.addresses[user]: data.health_factor for user, data in exact.items()}
-        return underwater, health
+        underwater: dict[str, AccountData] = {}
+        health: dict[str, int] = {}
+        detections: list[Detection] = []
+        for user in result.users[uncertain][order]:
+            address = self.table.addresses[int(user)]
+            data = calculate_user_account_data(market, self.table.account(int(user)), now)
+            health[address] = data.health_factor
+            if not (data.is_liquidatable and data.total_collateral_base >= minimum):
+                continue
+            underwater[address] = data
+            reason = self._reason(address, data, now, moved)
+            if reason is None:
+                continue
+            self._announced[address] = _Announced(data, now)
+            detection = Detection(address, data, block, now, reason)
+            detections.append(detection)
+            if on_detection is not None:
+                on_detection(detection)
+        for address in list(self._announced):
+            if address not in underwater:
+                del self._announced[address]
+        return underwater, health, detections
 
     def _moved_by_prices(self, market: Market) -> set[str]:
         """Users of the reserves whose price differs from the previous processed block."""
@@ -210,29 +323,20 @@ class Engine:
             else set()
         )
 
-    def _detections(
-        self, current: Mapping[str, AccountData], block: int, now: int, moved: set[str]
-    ) -> list[Detection]:
+    def _reason(
+        self, address: str, account: AccountData, now: int, moved: set[str]
+    ) -> Reason | None:
         """Announce the newly underwater, those whose positions or prices moved, and the
         rest again after ``reannounce_interval`` (interest alone changes every tuple a
         little every block; that is not announced on its own)."""
-        detections = []
-        for address, account in current.items():
-            previous = self._announced.get(address)
-            if previous is None or address not in self.underwater:
-                reason = Reason.NEW
-            elif address in moved and previous.account != account:
-                reason = Reason.CHANGED
-            elif now - previous.at >= self.settings.reannounce_interval:
-                reason = Reason.REANNOUNCE
-            else:
-                continue
-            self._announced[address] = _Announced(account, now)
-            detections.append(Detection(address, account, block, now, reason))
-        for address in list(self._announced):
-            if address not in current:
-                del self._announced[address]
-        return detections
+        previous = self._announced.get(address)
+        if previous is None or address not in self.underwater:
+            return Reason.NEW
+        if address in moved and previous.account != account:
+            return Reason.CHANGED
+        if now - previous.at >= self.settings.reannounce_interval:
+            return Reason.REANNOUNCE
+        return None
 
     # Hypothetical prices.
 
@@ -248,6 +352,12 @@ class Engine:
         category whose price source changes) are recomputed; everyone else keeps their
         current classification. Changes no state.
         """
+        with self.lock:
+            return self._evaluate_prices(prices, now)
+
+    def _evaluate_prices(
+        self, prices: Mapping[str, int], now: int | None
+    ) -> dict[str, AccountData]:
         if self.state is None:
             raise RuntimeError("the engine has not been synced")
         market = self.state.market

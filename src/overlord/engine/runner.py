@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from overlord.aave import AccountData, Market
 from overlord.chain.rpc import RpcError
-from overlord.engine.engine import BlockReport, Engine, SyncProgress
+from overlord.engine.engine import BlockReport, Detection, Engine, SyncProgress
 from overlord.engine.plans import best_plan
 from overlord.engine.positions import BORROWING, COLLATERAL
 from overlord.engine.scout import PendingDetection
@@ -48,14 +49,15 @@ class Runner:
     on_event: Callable[[UnderwaterUserEvent], None] | None = None
     events: int = 0
     blocks: int = 0
-    _symbols: dict[str, str] = field(default_factory=dict)
+    _sending: threading.Lock = field(default_factory=threading.Lock)
+    _price_list: tuple[Market, dict[str, str], tuple[AssetPrice, ...]] | None = None
 
     def start(
         self, users: Sequence[str], block: int, progress: SyncProgress | None = None
     ) -> BlockReport:
         """Sync ``users`` at ``block``, write the initial-scan file, announce who is underwater."""
         read = self.engine.sync(users, block, progress)
-        report = self.engine.process_block(block)
+        report = self.process(block)
         log.info(
             "initial sync done",
             extra={"users": read, "block": block, "underwater_users": len(report.underwater)},
@@ -66,7 +68,6 @@ class Runner:
             ]
             moment = datetime.datetime.fromtimestamp(report.block_timestamp, tz=datetime.UTC).date()
             write_init_results(self.output_dir, moment, sorted(lines))
-        self._emit(report)
         return report
 
     def poll(self) -> BlockReport | None:
@@ -74,18 +75,42 @@ class Runner:
         head = int(self.engine.client.call("eth_blockNumber"), 16)
         if self.engine.last_block is not None and head <= self.engine.last_block:
             return None
-        report = self.engine.process_block(head)
-        self._emit(report)
+        return self.process(head)
+
+    def process(
+        self, block: int, *, block_hash: str | None = None, extra_users: Iterable[str] = ()
+    ) -> BlockReport:
+        """Process ``block`` and publish each detection the moment the engine confirms it
+        (lowest health factor first), then write the block's trace and log line."""
+        trace_id = new_trace_id()
+
+        def publish(detection: Detection) -> None:
+            state = self.engine.state
+            assert state is not None  # set before the first detection is confirmed
+            context = BlockContext(
+                self.chain_id,
+                self.engine.pool,
+                state.market.version.value,
+                detection.block_number,
+                detection.block_timestamp,
+            )
+            accounts = {detection.address: detection.account}
+            for event in self._build(
+                accounts, context, trace_id, state.market, context.block_timestamp
+            ):
+                self._send(event)
+
+        report = self.engine.process_block(
+            block, block_hash=block_hash, on_detection=publish, extra_users=extra_users
+        )
+        self._record(report, trace_id)
         return report
 
-    def _emit(self, report: BlockReport) -> None:
-        trace_id = new_trace_id()
+    def _record(self, report: BlockReport, trace_id: str) -> None:
         for address in report.added_users:
             log.info(
                 "new user seen in events", extra={"user": address, "block": report.block_number}
             )
-        for event in self._events(report, trace_id):
-            self._send(event)
         if self.output_dir is not None and report.candidates:
             write_trace(self.output_dir, trace_id, sorted(report.candidates.items()))
         self.blocks += 1
@@ -104,20 +129,6 @@ class Runner:
         )
         if self.blocks % STATS_EVERY_BLOCKS == 1:
             self.log_stats()
-
-    def _events(self, report: BlockReport, trace_id: str) -> Iterator[UnderwaterUserEvent]:
-        state = self.engine.state
-        if state is None or not report.detections:
-            return iter(())
-        context = BlockContext(
-            self.chain_id,
-            self.engine.pool,
-            state.market.version.value,
-            report.block_number,
-            report.block_timestamp,
-        )
-        accounts = {d.address: d.account for d in report.detections}
-        return self._build(accounts, context, trace_id, state.market, report.block_timestamp)
 
     def emit_pending(self, detection: PendingDetection) -> list[UnderwaterUserEvent]:
         """Publish events for a pending feed update's newly underwater users.
@@ -170,17 +181,11 @@ class Runner:
     ) -> Iterator[UnderwaterUserEvent]:
         """One event per user (lowest health factor first), with the market's prices and
         the best plan sized on them; lazily, so the first can be sent before the rest exist."""
-        state = self.engine.state
-        symbols = {t.asset: t.symbol for t in state.tokens.values()} if state else {}
-        prices = tuple(
-            AssetPrice(reserve=asset, symbol=symbols.get(asset, "")[:32], price=price)
-            for asset, price in (
-                (r.asset, market.prices[r.asset]) for r in market.reserves.values()
-            )
-        )
+        symbols, prices = self._prices_of(market)
         for address, account in sorted(accounts.items(), key=lambda item: item[1].health_factor):
-            index = self.engine.table.user_index(address)
-            user = self.engine.table.account(index) if index is not None else None
+            with self.engine.lock:  # the price path reads while the block path may write
+                index = self.engine.table.user_index(address)
+                user = self.engine.table.account(index) if index is not None else None
             plan = best_plan(market, user, now, self.liquidator) if user else None
             yield (
                 event_from(
@@ -196,12 +201,28 @@ class Runner:
                 )
             )
 
+    def _prices_of(self, market: Market) -> tuple[dict[str, str], tuple[AssetPrice, ...]]:
+        """The symbols and the event's price list of ``market``, built once per market."""
+        cached = self._price_list
+        if cached is not None and cached[0] is market:
+            return cached[1], cached[2]
+        state = self.engine.state
+        symbols = {t.asset: t.symbol for t in state.tokens.values()} if state else {}
+        prices = tuple(
+            AssetPrice(reserve=r.asset, symbol=symbols.get(r.asset, "")[:32], price=price)
+            for r, price in ((r, market.prices[r.asset]) for r in market.reserves.values())
+        )
+        self._price_list = (market, symbols, prices)
+        return symbols, prices
+
     def _send(self, event: UnderwaterUserEvent) -> None:
-        if self.publisher is not None:
-            self.publisher.publish(event)
-        if self.on_event is not None:
-            self.on_event(event)
-        self.events += 1
+        # The block path and the price path both publish: one at a time through the socket.
+        with self._sending:
+            if self.publisher is not None:
+                self.publisher.publish(event)
+            if self.on_event is not None:
+                self.on_event(event)
+            self.events += 1
 
     def log_stats(self) -> None:
         """The periodic stats line: users, positions, the most used reserves by user count."""
