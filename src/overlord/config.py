@@ -12,6 +12,7 @@ frozen :class:`Config` of frozen sections. Sources, in increasing precedence:
    variable                            setting
    ==================================  ============================
    ``OVERLORD_RPC_URL`` (secret)       ``chain.rpc_url``
+   ``OVERLORD_WS_URL`` (secret)        ``chain.ws_url``
    ``VEGA_ADDRESSES_FILE``             ``users.addresses_file``
    ``TEMP_OUTPUT_DIR``                 ``output.temp_output_dir``
    ``PROFIT_FEE_BPS``                  ``profit.fee_bps``
@@ -32,8 +33,9 @@ frozen :class:`Config` of frozen sections. Sources, in increasing precedence:
 
 Rules:
 
-* Secrets (``chain.rpc_url``, ``feeds.chainlink_rpc_url``) come only from the environment
-  or a flag, never from the file, which gets committed, copied and shared. They are held
+* Secrets (``chain.rpc_url``, ``chain.ws_url``, ``feeds.chainlink_rpc_url``) come only
+  from the environment or a flag, never from the file, which gets committed, copied and
+  shared. They are held
   as :class:`SecretUrl`, whose ``repr``/``str`` and :meth:`Config.describe` show only
   :func:`~overlord.chain.rpc.redact_url`; :meth:`SecretUrl.reveal` gives the URL.
 * The market is one setting with four spellings in ``[chain]``: ``market`` (a preset
@@ -116,11 +118,14 @@ class ChainConfig:
     """``[chain]``: the node and the market.
 
     ``rpc_url`` ``None`` means the embedded local chain; ``market`` ``None`` means the
-    embedded local chain's own market. ``buckets`` is how many read batches may be in
-    flight at once; ``batch_size`` the most requests per JSON-RPC batch.
+    embedded local chain's own market. ``ws_url`` is the node's WebSocket, for pushed
+    heads, logs and pending transactions; ``None`` means polling over HTTP every
+    ``poll_interval_s``. ``buckets`` is how many read batches may be in flight at once;
+    ``batch_size`` the most requests per JSON-RPC batch.
     """
 
     rpc_url: SecretUrl | None = None
+    ws_url: SecretUrl | None = None
     market: MarketRef | None = None
     poll_interval_s: float = 1.0
     request_timeout_s: float = 30.0
@@ -471,6 +476,7 @@ def _generic_env(section: str, key: str) -> str:
 
 _SETTINGS: Final = (
     _Setting("chain", "rpc_url", _url, ("OVERLORD_RPC_URL",), secret=True),
+    _Setting("chain", "ws_url", _url, ("OVERLORD_WS_URL",), secret=True),
     _Setting("chain", "poll_interval_s", _seconds),
     _Setting("chain", "request_timeout_s", _seconds),
     _Setting("chain", "buckets", _integer(1, 1024)),

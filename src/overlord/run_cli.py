@@ -2,10 +2,12 @@
 
 With an RPC URL (``--rpc-url`` or ``OVERLORD_RPC_URL``) and a market (``--market`` preset
 or provider address, ``--manifest``, ``--pool-addresses-provider``), it syncs the market's
-users (an addresses file and/or a backfill of the Pool's events), then processes every new
-block until Ctrl-C or ``--blocks``. With no RPC URL it starts the embedded devnet (a
-seeded Aave 3.6.0 market) and drives it through a scenario with a price crash while the
-engine watches, showing detections live.
+users (an addresses file and/or a backfill of the Pool's events), then follows the chain
+live (:mod:`overlord.engine.live`: WebSocket subscriptions with ``--ws-url`` /
+``OVERLORD_WS_URL``, else HTTP polling; reorgs rolled back; pending oracle updates on
+their own thread) until Ctrl-C or ``--blocks``. With no RPC URL it starts the embedded
+devnet (a seeded Aave 3.6.0 market), follows it over its WebSocket and drives it through
+a scenario with a price crash, showing detections live.
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ from rich.text import Text
 
 from overlord.chain.market_ref import MarketResolutionError, ResolvedMarket, resolve_market
 from overlord.chain.rpc import JsonRpcClient, RpcError
+from overlord.chain.ws import ws_url_for
 from overlord.config import Config, ConfigError, load_config
 from overlord.engine.engine import BlockReport, Engine, EngineSettings
-from overlord.engine.runner import Runner, poll_safely
+from overlord.engine.follower import Head, NodeChain
+from overlord.engine.live import LiveIngest, LiveSettings
+from overlord.engine.runner import Runner
 from overlord.engine.scout import PriceScout
 from overlord.feeds.sources import discover_feeds, load_feed_overrides, merge
 from overlord.logs import configure_logging
@@ -54,6 +59,14 @@ def run_command(
         typer.Option(
             "--rpc-url",
             help="JSON-RPC URL (or OVERLORD_RPC_URL); none: the embedded devnet.",
+            show_default=False,
+        ),
+    ] = None,
+    ws_url: Annotated[
+        str | None,
+        typer.Option(
+            "--ws-url",
+            help="WebSocket URL (or OVERLORD_WS_URL) for pushed heads; none: HTTP polling.",
             show_default=False,
         ),
     ] = None,
@@ -117,6 +130,7 @@ def run_command(
     """
     flags = {
         "chain.rpc_url": rpc_url,
+        "chain.ws_url": ws_url,
         "chain.market": market,
         "chain.manifest": manifest,
         "chain.pool_addresses_provider": provider,
@@ -197,20 +211,20 @@ def _run_node(config: Config, blocks: int | None) -> None:
     if config.chain.rpc_url is None or config.chain.market is None:
         raise _fail("an RPC URL needs a market: --market, --manifest or --pool-addresses-provider")
     url = config.chain.rpc_url.reveal()
+    timeout = config.chain.request_timeout_s
+
+    def new_client() -> JsonRpcClient:
+        return JsonRpcClient(url, timeout=timeout)
+
     with ExitStack() as stack:
-        client = stack.enter_context(JsonRpcClient(url, timeout=config.chain.request_timeout_s))
+        client = stack.enter_context(new_client())
         try:
             resolved = resolve_market(client, config.chain.market)
-            head = int(client.call("eth_blockNumber"), 16)
-            users = _users(config, client, resolved, head)
+            head = NodeChain(client).latest()
+            users = _users(config, client, resolved, head.number)
         except (MarketResolutionError, RpcError, OSError) as exc:
             raise _fail(str(exc)) from None
-        engine = Engine(
-            client,
-            resolved.pool,
-            _settings(config),
-            client_factory=lambda: JsonRpcClient(url, timeout=config.chain.request_timeout_s),
-        )
+        engine = Engine(client, resolved.pool, _settings(config), client_factory=new_client)
         runner = Runner(
             engine,
             resolved.chain_id,
@@ -219,15 +233,23 @@ def _run_node(config: Config, blocks: int | None) -> None:
             on_event=_show_event,
         )
         console.print(
-            f"{resolved.name}: Pool {resolved.pool}, {len(users)} users from block {head}",
+            f"{resolved.name}: Pool {resolved.pool}, {len(users)} users from block {head.number}",
             highlight=False,
         )
         _sync(runner, users, head)
-        scout = _scout(runner, config, resolved.oracle)
-        _loop(runner, config.chain.poll_interval_s, blocks, scout=scout)
+        scout = _scout(runner, config, resolved.oracle, stack.enter_context(new_client()))
+        ws_url = config.chain.ws_url.reveal() if config.chain.ws_url is not None else None
+        live = LiveIngest(
+            runner,
+            new_client,
+            ws_url=ws_url,
+            scout=scout,
+            settings=LiveSettings(poll_interval=config.chain.poll_interval_s),
+        )
+        _follow(live, threading.Event(), blocks)
 
 
-def _sync(runner: Runner, users: list[str], head: int) -> BlockReport:
+def _sync(runner: Runner, users: list[str], head: Head) -> BlockReport:
     started = time.perf_counter()
     with Progress(
         TextColumn("sync"),
@@ -244,53 +266,32 @@ def _sync(runner: Runner, users: list[str], head: int) -> BlockReport:
             rate = done / max(time.perf_counter() - started, 1e-9)
             bar.update(task, completed=done, total=max(total, 1), rate=f"{rate:,.0f}")
 
-        report = runner.start(users, head, progress)
+        report = runner.start(users, head.number, progress, block_hash=head.block_hash)
     elapsed = time.perf_counter() - started
     rate = len(users) / max(elapsed, 1e-9)
     console.print(
         f"synced {len(users)} users in {elapsed:.1f} s ({rate:,.0f} users/s); "
-        f"{len(report.underwater)} underwater at block {head}",
+        f"{len(report.underwater)} underwater at block {head.number}",
         highlight=False,
     )
     return report
 
 
-def _scout(runner: Runner, config: Config, oracle: str) -> PriceScout:
-    """The pending-update watcher over the feeds behind every reserve's oracle source."""
+def _scout(runner: Runner, config: Config, oracle: str, client: JsonRpcClient) -> PriceScout:
+    """The pending-update watcher over the feeds behind every reserve's oracle source, on a
+    client of its own (it runs on the price path's thread)."""
     engine = runner.engine
     assert engine.state is not None
     assets = [reserve.asset for reserve in engine.state.market.reserves.values()]
-    watched = discover_feeds(engine.client, oracle, assets, engine.state.block_number)
+    watched = discover_feeds(client, oracle, assets, engine.state.block_number)
     if config.feeds.chainlink_addresses_file is not None:
         watched = merge(watched, load_feed_overrides(config.feeds.chainlink_addresses_file))
-    return PriceScout(engine, engine.client, oracle, watched)
+    return PriceScout(engine, client, oracle, watched)
 
 
-def _loop(
-    runner: Runner,
-    interval: float,
-    blocks: int | None,
-    stop: threading.Event | None = None,
-    *,
-    show_blocks: bool = False,
-    scout: PriceScout | None = None,
-) -> None:
-    processed = 0
+def _follow(live: LiveIngest, stop: threading.Event, blocks: int | None) -> None:
     try:
-        while blocks is None or processed < blocks:
-            if stop is not None and stop.is_set():
-                break
-            for detection in scout.poll() if scout is not None else ():
-                runner.emit_pending(detection)  # the price path first: it wins liquidations
-            report = poll_safely(runner)
-            if report is None:
-                time.sleep(interval)
-                continue
-            processed += 1
-            if scout is not None:
-                scout.check_included()
-            if show_blocks:
-                _show_block(report)
+        live.run(stop, max_blocks=blocks)
     except KeyboardInterrupt:
         console.print("stopped")
 
@@ -336,8 +337,22 @@ def _run_embedded(config: Config, users: int, steps: int) -> None:
             liquidator=devnet.manifest.accounts["liquidator"],
             on_event=_show_event,
         )
-        _sync(runner, list(devnet.users), int(client.call("eth_blockNumber"), 16))
-        done = threading.Event()
+        _sync(runner, list(devnet.users), NodeChain(client).latest())
+        scout = _scout(
+            runner,
+            config,
+            devnet.manifest.addresses["oracle"],
+            stack.enter_context(devnet.client()),
+        )
+        live = LiveIngest(
+            runner,
+            devnet.client,
+            ws_url=ws_url_for(devnet.rpc_url),
+            scout=scout,
+            settings=LiveSettings(poll_interval=0.05),
+            on_block=_show_block,
+        )
+        stop = threading.Event()
 
         def narrate(record: StepRecord) -> None:
             console.print(
@@ -351,15 +366,23 @@ def _run_embedded(config: Config, users: int, steps: int) -> None:
                     run_scenario(
                         driver, devnet.manifest, devnet.users, steps=steps, seed=7, on_step=narrate
                     )
+                    _wait_caught_up(engine, driver)
                 finally:
-                    done.set()
+                    stop.set()
 
         thread = threading.Thread(target=drive, name="scenario", daemon=True)
         thread.start()
-        scout = _scout(runner, config, devnet.manifest.addresses["oracle"])
-        _loop(runner, 0.05, None, stop=done, show_blocks=True, scout=scout)
+        _follow(live, stop, None)
         thread.join()
-        poll_safely(runner)
         console.print(
             f"scenario over: {runner.blocks} blocks processed, {runner.events} events published"
+            f" ({live.stats.reorgs} reorgs, {live.stats.reconnects} reconnections)"
         )
+
+
+def _wait_caught_up(engine: Engine, client: JsonRpcClient, timeout: float = 30.0) -> None:
+    """Until the engine has processed the node's head (or ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    head = int(client.call("eth_blockNumber"), 16)
+    while (engine.last_block or 0) < head and time.monotonic() < deadline:
+        time.sleep(0.02)

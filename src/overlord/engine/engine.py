@@ -245,15 +245,17 @@ class Engine:
             new_users,
         )
 
-    def rollback(self, ancestor: int) -> int:
+    def rollback(self, ancestor: int, *, everyone: bool = False) -> int:
         """Forget the processed blocks after ``ancestor`` (a reorg replaced them).
 
         Every user re-read after ``ancestor`` is read again at the next processed block,
         which also reads the new chain's logs from ``ancestor + 1``; when the history does
-        not reach back to ``ancestor``, every user is. Returns the number of processed
-        blocks forgotten.
+        not reach back to ``ancestor`` (or ``everyone``: the caller knows the reorg is
+        deeper than the history), every user is. Returns the number of processed blocks
+        forgotten.
         """
         with self.lock:
+            self._reread_all |= everyone
             if self.last_block is None or ancestor >= self.last_block:
                 return 0
             orphaned = [p for p in self.history if p.number > ancestor]

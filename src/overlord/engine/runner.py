@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from overlord.aave import AccountData, Market
-from overlord.chain.rpc import RpcError
 from overlord.engine.engine import BlockReport, Detection, Engine, SyncProgress
 from overlord.engine.plans import best_plan
 from overlord.engine.positions import BORROWING, COLLATERAL
@@ -53,11 +52,18 @@ class Runner:
     _price_list: tuple[Market, dict[str, str], tuple[AssetPrice, ...]] | None = None
 
     def start(
-        self, users: Sequence[str], block: int, progress: SyncProgress | None = None
+        self,
+        users: Sequence[str],
+        block: int,
+        progress: SyncProgress | None = None,
+        *,
+        block_hash: str | None = None,
     ) -> BlockReport:
-        """Sync ``users`` at ``block``, write the initial-scan file, announce who is underwater."""
+        """Sync ``users`` at ``block``, write the initial-scan file, announce who is underwater.
+
+        ``block_hash`` lets a reorg of the sync block itself be noticed."""
         read = self.engine.sync(users, block, progress)
-        report = self.process(block)
+        report = self.process(block, block_hash=block_hash)
         log.info(
             "initial sync done",
             extra={"users": read, "block": block, "underwater_users": len(report.underwater)},
@@ -244,12 +250,3 @@ class Runner:
                 "events_published": self.events,
             },
         )
-
-
-def poll_safely(runner: Runner) -> BlockReport | None:
-    """:meth:`Runner.poll`, logging (not raising) a node error so the loop goes on."""
-    try:
-        return runner.poll()
-    except RpcError as exc:
-        log.warning("node error, retrying next poll", extra={"error": str(exc)})
-        return None

@@ -9,13 +9,20 @@ would newly put underwater are returned with the trigger: transaction hash, raw
 transaction and inclusion block. After inclusion, :meth:`PriceScout.check_included`
 compares each prediction with the prices the mined block actually has.
 
-Polling keeps this increment simple; WebSocket push (``newPendingTransactions``) comes with
-the rest of live ingestion, on the same decode-predict-evaluate path.
+Two intakes share the decode-predict-evaluate path: :meth:`PriceScout.poll` reads the
+whole pool (nodes without a pending-transaction subscription), :meth:`PriceScout.consider`
+takes one transaction pushed by ``newPendingTransactions``
+(:mod:`overlord.engine.live`). Either way a transaction is evaluated once, and an update
+older than one already evaluated for the same feed (same sender, lower nonce) is
+superseded: skipped.
+
+Not thread-safe: one thread (the price path) owns a scout and its client.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,9 +31,10 @@ from overlord.aave import AccountData, Market
 from overlord.chain.rpc import JsonRpcClient, RpcError
 from overlord.engine.engine import Engine, with_prices
 from overlord.feeds.decoders import FeedUpdate, decode_update
-from overlord.feeds.predict import METHOD_NOT_FOUND, PredictionUnavailable, predict_prices
+from overlord.feeds.predict import METHOD_NOT_FOUND, PredictionUnavailable, PricePredictor
 
 log = logging.getLogger("overlord.scout")
+SEEN_LIMIT = 100_000  # transaction hashes remembered as evaluated or irrelevant
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,41 @@ class PriceScout:
     mismatches: int = 0
     checked: int = 0
     enabled: bool = True
-    _seen: set[str] = field(default_factory=set)
+    superseded: int = 0
+    _seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    _newest: dict[str, tuple[str, int]] = field(default_factory=dict)  # feed -> (sender, nonce)
+
+    def __post_init__(self) -> None:
+        # One predictor for the scout's life: it remembers which method the node lacks.
+        self.predictor = PricePredictor(self.client, self.oracle)
+
+    def is_update(self, transaction: Mapping[str, Any]) -> bool:
+        """Whether ``transaction`` (a JSON-RPC tx object) updates a watched feed; cheap (a
+        selector lookup), so the intake can drop everything else before queueing."""
+        return _update_of(transaction, self.watched) is not None
+
+    def consider(self, transaction: Mapping[str, Any]) -> PendingDetection | None:
+        """Evaluate one pending transaction, unless seen, irrelevant or superseded."""
+        state = self.engine.state
+        tx_hash = str(transaction.get("hash", ""))
+        if state is None or tx_hash in self._seen:
+            return None
+        self._remember(tx_hash)
+        update = _update_of(transaction, self.watched)
+        if update is None:
+            return None
+        sender, nonce = str(transaction.get("from", "")).lower(), _nonce(transaction)
+        newest = self._newest.get(update.feed)
+        if newest is not None and newest[0] == sender and newest[1] > nonce:
+            self.superseded += 1
+            return None
+        self._newest[update.feed] = (sender, nonce)
+        return self._evaluate(dict(transaction), update, state.market.reserves)
+
+    def _remember(self, tx_hash: str) -> None:
+        self._seen[tx_hash] = None
+        if len(self._seen) > SEEN_LIMIT:
+            self._seen.popitem(last=False)
 
     def poll(self) -> list[PendingDetection]:
         """Evaluate the pending feed updates not seen before."""
@@ -87,13 +129,11 @@ class PriceScout:
                 tx_hash = str(transaction.get("hash", ""))
                 if tx_hash in self._seen:
                     continue
-                update = decode_update(
-                    transaction.get("to"), str(transaction.get("input", "")), self.watched
-                )
+                update = _update_of(transaction, self.watched)
                 if update is None:
-                    self._seen.add(tx_hash)
+                    self._remember(tx_hash)
                     continue
-                nonce = int(str(transaction.get("nonce", "0x0")), 16)
+                nonce = _nonce(transaction)
                 current = by_feed.get(update.feed)
                 if current is None or nonce > current[0]:
                     by_feed[update.feed] = (nonce, transaction, update)  # a newer one supersedes
@@ -105,14 +145,12 @@ class PriceScout:
         state = self.engine.state
         assert state is not None
         tx_hash = str(transaction["hash"])
-        self._seen.add(tx_hash)
+        self._remember(tx_hash)
         inclusion = state.block_number + 1
         timestamp = state.block_timestamp + self.block_interval
         assets = [reserve.asset for reserve in reserves.values()]
         try:
-            prices = predict_prices(
-                self.client, transaction, self.oracle, assets, timestamp=timestamp
-            )
+            prices = self.predictor.predict(transaction, assets, timestamp=timestamp).prices
         except PredictionUnavailable as exc:
             log.warning("cannot predict a pending update", extra={"tx": tx_hash, "error": str(exc)})
             return None
@@ -164,3 +202,18 @@ class PriceScout:
                     "predicted prices differ from the mined block's",
                     extra={"tx": tx_hash, "block": block},
                 )
+
+
+def _update_of(
+    transaction: Mapping[str, Any], watched: Mapping[str, set[str]]
+) -> FeedUpdate | None:
+    to = transaction.get("to")
+    data = transaction.get("input", transaction.get("data", ""))
+    return decode_update(to if isinstance(to, str) else None, str(data), watched)
+
+
+def _nonce(transaction: Mapping[str, Any]) -> int:
+    try:
+        return int(str(transaction.get("nonce", "0x0")), 16)
+    except ValueError:
+        return 0

@@ -13,7 +13,11 @@ from tests.unit.config.helpers import SECRET_URL, assert_no_secret, load, write_
 
 @pytest.mark.parametrize(
     ("section", "key", "variable"),
-    [("chain", "rpc_url", "OVERLORD_RPC_URL"), ("feeds", "chainlink_rpc_url", "CHAINLINK_RPC_URL")],
+    [
+        ("chain", "rpc_url", "OVERLORD_RPC_URL"),
+        ("chain", "ws_url", "OVERLORD_WS_URL"),
+        ("feeds", "chainlink_rpc_url", "CHAINLINK_RPC_URL"),
+    ],
 )
 def test_a_secret_in_the_file_is_refused_and_the_error_says_why(
     tmp_path: Path, section: str, key: str, variable: str
