@@ -6,6 +6,11 @@ through batched ``eth_call``), ``chain_account_data_per_s`` (``getUserAccountDat
 every user, the prior systems' way), ``exact_account_data_per_s`` (our exact math on the
 read positions, no RPC) and ``verify_users_per_s`` (read + compute + compare). Medians of
 a few runs; each figure carries the protocol version and the number of users.
+
+Then the engine's per-block read, at the head as it moves (a block is mined before each
+read, outside the timing): ``read_market_full_ms`` (``read_market(head)``) and
+``read_market_incremental_ms`` (``read_market(head, previous=state)``, each read from the
+state of the one before), medians of ``READS`` reads.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ import time
 from collections.abc import Callable
 
 from overlord.aave import calculate_user_account_data
-from overlord.chain.reader import MarketReader
+from overlord.chain.reader import MarketReader, MarketState
+from overlord.chain.rpc import JsonRpcClient
 from overlord.devnet.launch import running_devnet
 from overlord.verify import verify_users
 
 USERS = int(os.environ.get("BENCH_READER_USERS", "2000"))
 RUNS = 3
+READS = 50
 
 
 def median_seconds(action: Callable[[], object]) -> float:
@@ -36,7 +43,7 @@ def median_seconds(action: Callable[[], object]) -> float:
     return statistics.median(samples)
 
 
-def figure(name: str, value: float, unit: str, protocol: str) -> None:
+def figure(name: str, value: float, unit: str, protocol: str, **extra: int) -> None:
     """Print one JSON line."""
     line = {
         "name": name,
@@ -45,8 +52,40 @@ def figure(name: str, value: float, unit: str, protocol: str) -> None:
         "cores": os.cpu_count(),
         "protocol": protocol,
         "users": USERS,
+        **extra,
     }
     print(json.dumps(line), flush=True)
+
+
+def per_block_ms(client: JsonRpcClient, read: Callable[[int], object]) -> float:
+    """Median wall time in ms of ``READS`` calls of ``read(head)``, a block mined before each."""
+    samples = []
+    for _ in range(READS):
+        client.call("evm_mine")
+        block = int(client.call("eth_blockNumber"), 16)
+        start = time.perf_counter()
+        read(block)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples) * 1000
+
+
+def bench_per_block(client: JsonRpcClient, reader: MarketReader, protocol: str) -> None:
+    """The engine's per-block market read, in full and incremental."""
+    full = per_block_ms(client, reader.read_market)
+    figure("read_market_full_ms", full, "ms", protocol, reads=READS)
+    states: list[MarketState] = [reader.read_market(int(client.call("eth_blockNumber"), 16))]
+
+    def incremental(block: int) -> None:
+        states.append(reader.read_market(block, previous=states[-1]))
+
+    figure(
+        "read_market_incremental_ms",
+        per_block_ms(client, incremental),
+        "ms",
+        protocol,
+        reads=READS,
+    )
+    assert states[-1] == reader.read_market(states[-1].block_number)  # the same market
 
 
 def bench(protocol: str) -> None:
@@ -83,6 +122,7 @@ def bench(protocol: str) -> None:
         figure("exact_account_data_per_s", USERS / exact, "users/s", protocol)
         verify = median_seconds(lambda: verify_users(client, devnet.manifest.pool, users, block))
         figure("verify_users_per_s", USERS / verify, "users/s", protocol)
+        bench_per_block(client, reader, protocol)  # last: it mines blocks
 
 
 if __name__ == "__main__":

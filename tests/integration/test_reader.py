@@ -420,3 +420,101 @@ def test_exact_after_a_crash_with_bad_debt_and_a_year_of_interest(
     (victim,) = MarketReader(rpc, manifest.pool).read_users([user_address(0)], head(rpc), state)
     weth_id = state.market.reserve_by_asset(weth.lower()).id
     assert victim.position(weth_id).scaled_atoken_balance == 0  # all collateral seized
+
+
+# Incremental reads (the engine's per-block read).
+
+SET_EMODE_CATEGORY_V36 = Function("setEModeCategory(uint8,uint16,uint16,uint16,string)", ())
+SET_ASSET_COLLATERAL_IN_EMODE = Function("setAssetCollateralInEMode(address,uint8,bool)", ())
+
+
+def _incremental_equals_full(
+    reader: MarketReader, previous: MarketState, block: int
+) -> MarketState:
+    incremental = reader.read_market(block, previous=previous)
+    assert incremental == reader.read_market(block)
+    return incremental
+
+
+def test_an_incremental_read_equals_a_full_one_after_time_prices_and_borrows(
+    devnet: Devnet, rpc: JsonRpcClient
+) -> None:
+    manifest = devnet.manifest
+    reader = MarketReader(rpc, manifest.pool)
+    first = reader.read_market(head(rpc))
+    weth = manifest.reserve("WETH").asset.lower()
+
+    jump(rpc, THIRTY_DAYS)
+    jumped = _incremental_equals_full(reader, first, head(rpc))
+    set_feed(rpc, manifest, "ETH / USD", 2_000 * 10**8)
+    set_feed(rpc, manifest, "USDC / USD", 97_000_000)  # the 3.0.2 stablecoin eMode source
+    priced = _incremental_equals_full(reader, jumped, head(rpc))
+    build_users(rpc, manifest)
+    jump(rpc, THIRTY_DAYS)
+    borrowed = _incremental_equals_full(reader, priced, head(rpc))
+
+    assert jumped.block_timestamp >= first.block_timestamp + THIRTY_DAYS
+    assert priced.market.prices[weth] == 2_000 * 10**8 != first.market.prices[weth]
+    usdc = manifest.reserve("USDC").asset.lower()
+    assert priced.market.prices[usdc] == 97_000_000
+    before, after = (s.market.reserve_by_asset(usdc) for s in (priced, borrowed))
+    assert after.current_variable_borrow_rate != before.current_variable_borrow_rate
+    assert after.variable_borrow_index > before.variable_borrow_index
+    assert after.last_update_timestamp > before.last_update_timestamp
+    # A later state serves for an earlier block too (a reorg's re-read).
+    _incremental_equals_full(reader, borrowed, priced.block_number)
+
+
+def _change_emode(client: JsonRpcClient, manifest: Manifest) -> None:
+    """3.6: a new category 3 with LINK as collateral; 3.0.2: category 1 gets WETH's price."""
+    admin, configurator = manifest.accounts["admin"], manifest.addresses["pool_configurator"]
+    weth, link = (manifest.reserve(s).asset for s in ("WETH", "LINK"))
+    if manifest.protocol_version == "3.6.0":
+        calls = [
+            SET_EMODE_CATEGORY_V36.encode(3, 8000, 8500, 10500, "LINK boost"),
+            SET_ASSET_COLLATERAL_IN_EMODE.encode(link, 3, True),
+        ]
+    else:
+        calls = [SET_EMODE_CATEGORY_V302.encode(1, 9200, 9400, 10150, weth, "ETH correlated")]
+    TxSender(client).send([Tx(admin, configurator, data, "eMode change") for data in calls])
+
+
+def test_a_configurator_emode_change_is_seen_by_a_full_read_only(
+    devnet: Devnet, rpc: JsonRpcClient
+) -> None:
+    manifest = devnet.manifest
+    reader = MarketReader(rpc, manifest.pool)
+    before = reader.read_market(head(rpc))
+    _change_emode(rpc, manifest)
+    block = head(rpc)
+
+    stale = reader.read_market(block, previous=before)
+    fresh = reader.read_market(block)
+
+    # The documented limitation: an incremental read keeps the categories of ``previous``.
+    assert stale.market.emode_categories == before.market.emode_categories
+    assert fresh.market.emode_categories != before.market.emode_categories
+    link = fresh.market.reserve_by_asset(manifest.reserve("LINK").asset.lower())
+    if manifest.protocol_version == "3.6.0":
+        category = fresh.market.emode_categories[3]
+        assert (category.label, category.collateral_bitmap) == ("LINK boost", 1 << link.id)
+    else:
+        category = fresh.market.emode_categories[1]
+        weth = manifest.reserve("WETH").asset.lower()
+        assert (category.liquidation_threshold, category.price_source) == (9400, weth)
+    # What the engine watches to know when to read in full: the configurator's logs.
+    assert fresh.configurator == manifest.addresses["pool_configurator"].lower()
+    logs = rpc.call(
+        "eth_getLogs",
+        [
+            {
+                "address": fresh.configurator,
+                "fromBlock": hex(before.block_number + 1),
+                "toBlock": hex(block),
+            }
+        ],
+    )
+    assert logs
+    # Incremental reads that continue from the full read agree with full reads again.
+    jump(rpc, THIRTY_DAYS)
+    _incremental_equals_full(reader, fresh, head(rpc))

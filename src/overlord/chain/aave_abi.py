@@ -51,6 +51,7 @@ LIQUIDATION_CALL = Function("liquidationCall(address,address,address,uint256,boo
 # PoolAddressesProvider.
 GET_POOL = Function("getPool()", ("address",))
 GET_PRICE_ORACLE = Function("getPriceOracle()", ("address",))
+GET_POOL_CONFIGURATOR = Function("getPoolConfigurator()", ("address",))
 
 # AaveOracle.
 GET_ASSETS_PRICES = Function("getAssetsPrices(address[])", ("uint256[]",))

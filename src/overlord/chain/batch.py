@@ -5,6 +5,10 @@ answer, and how to describe itself in an error. :func:`run_batch` sends a mappin
 in one JSON-RPC batch and returns their parsed results under the same keys; only optional
 requests may revert (to ``None``), anything else malformed raises
 :class:`~overlord.chain.rpc.RpcError` naming the call.
+
+Results are decoded by :meth:`~overlord.chain.abi.Function.decode_hex`: word layouts (the
+``getReserveData`` tuple, ``uint256[]`` prices, ``address[]`` lists) by hand, so addresses
+in them come back lower-case rather than checksummed; callers normalize addresses anyway.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from overlord.chain.rpc import JsonRpcClient, JsonValue, RpcError
 SYMBOL_BYTES32 = Function("symbol()", ("bytes32",))  # old tokens (MKR-style)
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_HEX = re.compile(r"0x[0-9a-fA-F]+")
 
 
 def normalize_address(text: str) -> str:
@@ -120,13 +125,12 @@ class EthCall:
             raise RpcError(
                 self.describe(), f"result has {len(result) - 2} hex digits, expected {expected - 2}"
             )
-        if self.function.outputs == abi.U256:
-            try:  # the hot path of read_users: skip eth_abi for a plain uint256
-                return int(result, 16)
-            except ValueError:
-                raise RpcError(self.describe(), f"result is not hex: {result[:80]!r}") from None
+        if self.function.outputs == abi.U256:  # the hot path of read_users
+            if not _HEX.fullmatch(result):  # int() would take "_" and spaces
+                raise RpcError(self.describe(), f"result is not hex: {result[:80]!r}")
+            return int(result, 16)
         try:
-            decoded = self.function.decode(result)
+            decoded = self.function.decode_hex(result)
         except RpcError as exc:
             raise RpcError(self.describe(), str(exc)) from exc
         return decoded[0] if len(decoded) == 1 else decoded

@@ -8,11 +8,18 @@ by the client. Contracts:
   :class:`MarketState` and the users read against it describe one and the same chain state.
 * Anything malformed (an error object, a revert where the getter must exist, a result of
   the wrong length or that does not decode) raises :class:`~overlord.chain.rpc.RpcError`
-  naming the call and its target, never a wrong number. Only the version probes and a few
-  getters that older Pools lack treat a revert as "absent".
+  naming the call and its target, never a wrong number. Only the version probes, a few
+  getters that older Pools lack, and the guessed price calls of an incremental read (asked
+  again, as errors, when they were needed) treat a revert as "absent".
 * Addresses in the returned values are lower-case ``0x`` hex, as :mod:`overlord.aave` wants.
 
-eMode categories from 3.2 on have no list to enumerate. The reader reads the collateral
+The engine reads the market on every block. A full read costs version probes, every
+symbol and, from 3.2, 255 eMode calls; an incremental read (``read_market(block,
+previous=state)``) reuses those from the previous state and reads only what moves without
+a PoolConfigurator event, usually in one round trip (the contract, and the caller's side
+of it, are in :meth:`MarketReader.read_market`).
+
+eMode categories from 3.2 on have no list to enumerate. A full read reads the collateral
 configuration of *every* id 1..255 in one batch (255 small calls) and keeps the ids whose
 liquidation threshold is non-zero, the Pool's own test for "this category exists"
 (``validateSetUserEMode``; the configurator refuses a zero threshold, so a category never
@@ -88,7 +95,13 @@ class ReserveTokens:
 
 @dataclass(frozen=True, slots=True)
 class MarketState:
-    """A market read at one block: the math's :class:`Market` and what the reader needs."""
+    """A market read at one block: the math's :class:`Market` and what the reader needs.
+
+    ``provider`` is the Pool's PoolAddressesProvider and ``configurator`` its
+    PoolConfigurator: the contract whose events oblige a caller of incremental reads to
+    read in full again (see :meth:`MarketReader.read_market`). Both are ``None`` only in
+    states not made by a reader.
+    """
 
     market: Market
     block_number: int
@@ -97,6 +110,8 @@ class MarketState:
     pool: str
     oracle: str
     pool_revision: int | None = None
+    provider: str | None = None
+    configurator: str | None = None
 
     @property
     def version(self) -> ProtocolVersion:
@@ -151,28 +166,147 @@ class MarketReader:
 
     # Market phases.
 
-    def read_market(self, block: int) -> MarketState:
-        """Read the market as the Pool sees it at ``block`` (4 round trips at most).
+    def read_market(self, block: int, *, previous: MarketState | None = None) -> MarketState:
+        """Read the market as the Pool sees it at ``block``.
+
+        Without ``previous``, a full read (4 round trips at most): version probes, every
+        reserve's symbol, and all eMode categories (from 3.2 the scan of ids 1..255).
+
+        With ``previous``, a state this reader read earlier for this Pool (at any block,
+        earlier or later), an incremental read that trusts ``previous`` for what only the
+        PoolConfigurator or a Pool upgrade changes:
+
+        * the protocol version: no probes. ``POOL_REVISION`` and ``ADDRESSES_PROVIDER``
+          are still read, and if either differs from ``previous`` the read is a full one;
+        * the symbol of every asset ``previous`` has (a new asset's symbol is read);
+        * the eMode categories: from 3.2, those of ``previous`` as they are (ids, LTVs,
+          thresholds, bonuses, labels, bitmaps); up to 3.1, the data of the ids
+          ``previous`` has, for the ids the reserves' configuration words name at
+          ``block`` (an id newly named is read, one no longer named is dropped, as a full
+          read does).
+
+        Everything else is read at ``block`` as in a full read: the header, the revision,
+        the reserves list and count, the oracle and configurator addresses, every
+        reserve's ``getReserveData`` (indexes, rates, timestamp, configuration word,
+        token addresses) and from 3.1 its grace period, the prices of all assets, and up
+        to 3.1 the price of every eMode price source. In the usual case (same reserves
+        list, same oracle) that is one round trip: the prices are asked of the oracle of
+        ``previous`` in the same batch, and asked again of the new oracle only if the
+        oracle address or the list changed.
+
+        The caller's side of the contract: ``previous`` must be of a block with no
+        PoolConfigurator event (``state.configurator``; eMode categories and asset eMode
+        membership among them) and no Pool upgrade between it and ``block``. After one, or
+        when unsure (a reorg across one, a changed ``configurator`` address), read in
+        full (``previous=None``) and continue from that state. Symbols are never read
+        again: a token that renames itself keeps its old symbol until a full read.
 
         Raises:
+            ValueError: ``previous`` is of another Pool, not made by a reader, or of
+                another version than the one this reader forces.
             RpcError: a call failed or answered garbage; the message names it.
             VersionDetectionError: the version cannot be decided (only when not forced).
         """
-        head = self._read_head(block)
-        rules = rules_for(head.version)
-        second = self._run(self._reserve_requests(head, rules.liquidation_grace_period), block)
+        if previous is None:
+            return self._read_full(block)
+        return self._read_incremental(block, previous, self._provider_of(previous))
+
+    def _provider_of(self, previous: MarketState) -> str:
+        """The provider of ``previous``, once checked that the state can serve as one."""
+        if previous.pool != self.pool:
+            raise ValueError(f"previous state is of Pool {previous.pool}, not {self.pool}")
+        if previous.provider is None:
+            raise ValueError("previous state has no addresses provider: not read by a reader")
+        if self.version is not None and previous.version is not self.version:
+            raise ValueError(
+                f"previous state read as {previous.version.value}, "
+                f"this reader forces {self.version.value}"
+            )
+        return previous.provider
+
+    def _read_full(self, block: int) -> MarketState:
+        head = self._parse_head(
+            block, self._run(self._head_requests(probes=self.version is None), block), self.version
+        )
+        requests = _provider_requests(head.provider)
+        requests |= self._reserve_requests(head.assets, head.version, symbols=True)
+        if _uses_bitmaps(head.version):
+            requests |= self._scan_requests()
+        second = self._run(requests, block)
         oracle = _address(second["oracle"])
         reserves, tokens = _build_reserves(head, second)
+        emode_ids = self._emode_ids(head.version, reserves.values(), second)
         third: dict[Any, BatchRequest] = {
             "prices": EthCall(oracle, abi.GET_ASSETS_PRICES, (head.assets,))
         }
-        emode_ids = self._emode_ids(head.version, reserves.values(), second)
         third |= self._emode_requests(head.version, emode_ids)
         third_results = self._run(third, block)
         # Bitmap categories: their collateral configs came with the scan of phase two.
         categories = _build_emodes(head.version, emode_ids, {**second, **third_results})
         prices = _prices(head.assets, third_results["prices"])
-        prices |= self._read_emode_prices(oracle, categories.values(), block)
+        prices |= self._emode_prices(oracle, categories.values(), {}, block)
+        return self._state(head, second, reserves, tokens, prices, categories)
+
+    def _read_incremental(self, block: int, previous: MarketState, provider: str) -> MarketState:
+        known = tuple(tokens.asset for tokens in previous.tokens.values())
+        first = self._run(self._incremental_requests(previous, provider, known), block)
+        head = self._parse_head(block, first, previous.version)
+        if (head.pool_revision, head.provider) != (previous.pool_revision, previous.provider):
+            return self._read_full(block)  # an upgrade: getters and eMode may all differ
+        oracle = _address(first["oracle"])
+        same_oracle = oracle == previous.oracle
+        guessed_prices = first["guess_prices"] if same_oracle and head.assets == known else None
+        # Reserves new to ``previous``, with their symbols, and the prices if the guess failed.
+        second = self._reserve_requests(
+            tuple(a for a in head.assets if ("data", a) not in first), head.version, symbols=True
+        )
+        if guessed_prices is None:
+            second["prices"] = EthCall(oracle, abi.GET_ASSETS_PRICES, (head.assets,))
+        results = first | self._run(second, block)
+        for tokens in previous.tokens.values():
+            results.setdefault(("symbol", tokens.asset), tokens.symbol)
+        reserves, tokens_by_id = _build_reserves(head, results)
+        categories = self._reuse_emodes(head.version, reserves.values(), previous, block)
+        prices = _prices(
+            head.assets, results["prices"] if guessed_prices is None else guessed_prices
+        )
+        guessed = {
+            source: first["guess_source", source]
+            for source in _price_sources(previous.market.emode_categories.values())
+        }
+        prices |= self._emode_prices(
+            oracle, categories.values(), guessed if same_oracle else {}, block
+        )
+        return self._state(head, results, reserves, tokens_by_id, prices, categories)
+
+    def _incremental_requests(
+        self, previous: MarketState, provider: str, known: tuple[str, ...]
+    ) -> dict[Any, BatchRequest]:
+        """One batch: the head, the reserves of ``previous``, prices from its oracle.
+
+        The price calls are guesses (the oracle or the list may have changed, and an old
+        oracle may revert for an asset since dropped), so a revert is no error here.
+        """
+        requests = self._head_requests(probes=False) | _provider_requests(provider)
+        requests |= self._reserve_requests(known, previous.version, symbols=False)
+        requests["guess_prices"] = EthCall(
+            previous.oracle, abi.GET_ASSETS_PRICES, (known,), optional=True
+        )
+        for source in _price_sources(previous.market.emode_categories.values()):
+            requests["guess_source", source] = EthCall(
+                previous.oracle, abi.GET_ASSET_PRICE, (source,), optional=True
+            )
+        return requests
+
+    def _state(
+        self,
+        head: _PoolHead,
+        addresses: Mapping[Any, Any],
+        reserves: dict[int, Reserve],
+        tokens: dict[int, ReserveTokens],
+        prices: dict[str, int],
+        categories: dict[int, EModeCategory],
+    ) -> MarketState:
         market = Market(
             version=head.version,
             reserves=MappingProxyType(reserves),
@@ -186,11 +320,13 @@ class MarketReader:
             block_timestamp=head.timestamp,
             tokens=MappingProxyType(tokens),
             pool=self.pool,
-            oracle=oracle,
+            oracle=_address(addresses["oracle"]),
             pool_revision=head.pool_revision,
+            provider=head.provider,
+            configurator=_address(addresses["configurator"]),
         )
 
-    def _read_head(self, block: int) -> _PoolHead:
+    def _head_requests(self, *, probes: bool) -> dict[Any, BatchRequest]:
         requests: dict[Any, BatchRequest] = {
             "block": BlockHeader(),
             "revision": self._call(abi.POOL_REVISION, optional=self.version is not None),
@@ -200,38 +336,47 @@ class MarketReader:
             "list": self._call(abi.GET_RESERVES_LIST),
             "provider": self._call(abi.ADDRESSES_PROVIDER),
         }
-        if self.version is None:
+        if probes:
             for name, (function, args) in _PROBES.items():
                 requests[name] = self._call(function, *args, optional=True)
-        results = self._run(requests, block)
+        return requests
+
+    @staticmethod
+    def _parse_head(
+        block: int, results: Mapping[Any, Any], version: ProtocolVersion | None
+    ) -> _PoolHead:
         number, timestamp = results["block"]
         if number != block:
             raise RpcError("eth_getBlockByNumber", f"asked for block {block}, got {number}")
         return _PoolHead(
             number=number,
             timestamp=timestamp,
-            version=self.version or _detect(results),
+            version=version or _detect(results),
             pool_revision=results["revision"],
             assets=tuple(_address(asset) for asset in results["list"]),
             reserves_count=results["count"],
             provider=_address(results["provider"]),
         )
 
-    def _reserve_requests(self, head: _PoolHead, grace_period: bool) -> dict[Any, BatchRequest]:
-        requests: dict[Any, BatchRequest] = {
-            "oracle": EthCall(head.provider, abi.GET_PRICE_ORACLE),
-        }
-        for asset in head.assets:
+    def _reserve_requests(
+        self, assets: Sequence[str], version: ProtocolVersion, *, symbols: bool
+    ) -> dict[Any, BatchRequest]:
+        grace_period = rules_for(version).liquidation_grace_period
+        requests: dict[Any, BatchRequest] = {}
+        for asset in assets:
             requests["data", asset] = self._call(abi.GET_RESERVE_DATA, asset)
-            requests["symbol", asset] = SymbolCall(asset)
+            if symbols:
+                requests["symbol", asset] = SymbolCall(asset)
             if grace_period:
                 requests["grace", asset] = self._call(abi.GET_LIQUIDATION_GRACE_PERIOD, asset)
-        if _uses_bitmaps(head.version):
-            for category_id in range(1, MAX_EMODE_CATEGORY_ID + 1):
-                requests["ecfg", category_id] = self._call(
-                    abi.GET_EMODE_COLLATERAL_CONFIG, category_id
-                )
         return requests
+
+    def _scan_requests(self) -> dict[Any, BatchRequest]:
+        """3.2+: the collateral configuration of every possible eMode id."""
+        return {
+            ("ecfg", category_id): self._call(abi.GET_EMODE_COLLATERAL_CONFIG, category_id)
+            for category_id in range(1, MAX_EMODE_CATEGORY_ID + 1)
+        }
 
     # eMode.
 
@@ -271,15 +416,43 @@ class MarketReader:
                 )
         return requests
 
-    def _read_emode_prices(
-        self, oracle: str, categories: Iterable[EModeCategory], block: int
+    def _reuse_emodes(
+        self,
+        version: ProtocolVersion,
+        reserves: Iterable[Reserve],
+        previous: MarketState,
+        block: int,
+    ) -> dict[int, EModeCategory]:
+        """The categories of ``previous``; up to 3.1 those named now, new ones read."""
+        known = previous.market.emode_categories
+        if _uses_bitmaps(version):
+            return dict(known)
+        category_ids = self._emode_ids(version, reserves, {})
+        new_ids = [category_id for category_id in category_ids if category_id not in known]
+        read = self._run(self._emode_requests(version, new_ids), block)
+        new = _build_emodes(version, new_ids, read)
+        return {i: known[i] if i in known else new[i] for i in category_ids}
+
+    def _emode_prices(
+        self,
+        oracle: str,
+        categories: Iterable[EModeCategory],
+        guessed: Mapping[str, int | None],
+        block: int,
     ) -> dict[str, int]:
-        """3.0/3.1: the oracle price of every category price source, as the Pool reads it."""
-        sources = sorted({c.price_source for c in categories if c.price_source})
+        """3.0/3.1: the oracle price of every category price source, as the Pool reads it.
+
+        ``guessed`` holds prices already asked of ``oracle`` at ``block`` (``None`` if the
+        call reverted); the others are asked now.
+        """
+        sources = _price_sources(categories)
+        prices = {s: int(p) for s in sources if (p := guessed.get(s)) is not None}
         requests: dict[Any, BatchRequest] = {
-            source: EthCall(oracle, abi.GET_ASSET_PRICE, (source,)) for source in sources
+            source: EthCall(oracle, abi.GET_ASSET_PRICE, (source,))
+            for source in sources
+            if source not in prices
         }
-        return {source: int(price) for source, price in self._run(requests, block).items()}
+        return prices | {source: int(price) for source, price in self._run(requests, block).items()}
 
     # Users.
 
@@ -329,6 +502,18 @@ class MarketReader:
 def _uses_bitmaps(version: ProtocolVersion) -> bool:
     """Whether eMode membership is a collateral bitmap (3.2+), not a reserve field."""
     return rules_for(version).emode_membership is EModeMembership.COLLATERAL_BITMAP
+
+
+def _provider_requests(provider: str) -> dict[Any, BatchRequest]:
+    return {
+        "oracle": EthCall(provider, abi.GET_PRICE_ORACLE),
+        "configurator": EthCall(provider, abi.GET_POOL_CONFIGURATOR),
+    }
+
+
+def _price_sources(categories: Iterable[EModeCategory]) -> list[str]:
+    """The 3.0/3.1 eMode price sources, sorted (none from 3.2 on)."""
+    return sorted({c.price_source for c in categories if c.price_source})
 
 
 def _address(value: object) -> str:

@@ -101,6 +101,7 @@ def client_for(node: FakeNode, *, max_batch: int = 500) -> JsonRpcClient:
 POOL = "0x" + "11" * 20
 PROVIDER = "0x" + "22" * 20
 ORACLE = "0x" + "33" * 20
+CONFIGURATOR = "0x" + "44" * 20
 RESERVE_STRUCT = (
     "(uint256,uint128,uint128,uint128,uint128,uint128,uint40,uint16,address,address,"
     "address,address,uint128,uint128,uint128)",
@@ -159,6 +160,7 @@ def script_market(
     node.on(POOL, abi.GET_RESERVES_LIST, result(("address[]",), [r.asset for r in reserves]))
     node.on(POOL, abi.ADDRESSES_PROVIDER, result(("address",), PROVIDER))
     node.on(PROVIDER, abi.GET_PRICE_ORACLE, result(("address",), ORACLE))
+    node.on(PROVIDER, abi.GET_POOL_CONFIGURATOR, result(("address",), CONFIGURATOR))
     node.on(ORACLE, abi.GET_ASSETS_PRICES, result(("uint256[]",), [r.price for r in reserves]))
     for function in probes:
         node.on(POOL, function, result(function.outputs, *(_zero(t) for t in function.outputs)))

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from eth_abi.abi import encode
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from overlord.aave import (
     ProtocolVersion,
@@ -13,6 +17,7 @@ from overlord.aave import (
     user_configuration_word,
 )
 from overlord.chain import aave_abi as abi
+from overlord.chain.abi import Function
 from overlord.chain.reader import (
     GET_DISCOUNT_PERCENT,
     GET_PREVIOUS_INDEX,
@@ -24,8 +29,10 @@ from overlord.chain.reader import (
 )
 from overlord.chain.rpc import RpcError
 from tests.unit.chain.fakes import (
+    CONFIGURATOR,
     ORACLE,
     POOL,
+    PROVIDER,
     REVERT,
     Answer,
     FakeNode,
@@ -37,6 +44,7 @@ from tests.unit.chain.fakes import (
 )
 
 BLOCK = 100
+ZERO = "0x" + "00" * 20
 USER = "0x" + "ab" * 20
 OTHER = "0x" + "cd" * 20
 PROBES_3_6 = (
@@ -443,11 +451,413 @@ def test_reserve_data_that_does_not_decode_is_garbage() -> None:
         _read(node)
 
 
-def test_a_uint256_that_is_not_hex_is_garbage() -> None:
+@pytest.mark.parametrize("digits", ["zz" * 32, "0" * 62 + "_1", " " + "0" * 63])
+def test_a_uint256_that_is_not_hex_is_garbage(digits: str) -> None:
     node = _user_node(0)
-    node.on(POOL, abi.GET_USER_CONFIGURATION, raw("0x" + "zz" * 32))
+    node.on(POOL, abi.GET_USER_CONFIGURATION, raw("0x" + digits))
     with client_for(node) as client:
         reader = MarketReader(client, POOL)
 
         with pytest.raises(RpcError, match=r"getUserConfiguration\(address\).*not hex"):
             reader.read_users([USER], BLOCK, reader.read_market(BLOCK))
+
+
+# Incremental reads.
+
+NEW_ORACLE = "0x" + "66" * 20
+SOURCE = "0x" + "5e" * 20
+DAI = FakeReserve(
+    "0x" + "e3" * 20,
+    id=2,
+    configuration=ReserveConfiguration(
+        ltv=7500, liquidation_threshold=7800, liquidation_bonus=10500, decimals=18
+    ).encode(),
+    price=99_990_000,
+    symbol=result(("string",), "DAI"),
+)
+
+
+def _bitmap_node(reserves: tuple[FakeReserve, ...] = (WETH, USDC)) -> FakeNode:
+    """A 3.6 market with categories 1 and 200."""
+    node = _market_node(reserves, revision=10, probes=PROBES_3_6)
+    configs = {1: (9300, 9500, 10100), 200: (9000, 9100, 10200)}
+    node.on(
+        POOL,
+        abi.GET_EMODE_COLLATERAL_CONFIG,
+        lambda data: result(
+            ("(uint16,uint16,uint16)",), configs.get(int(data[-2:], 16), (0, 0, 0))
+        ),
+    )
+    node.on(POOL, abi.GET_EMODE_COLLATERAL_BITMAP, result(("uint128",), 0b10))
+    node.on(POOL, abi.GET_EMODE_BORROWABLE_BITMAP, result(("uint128",), 0b11))
+    node.on(POOL, abi.GET_EMODE_LTVZERO_BITMAP, result(("uint128",), 0b01))
+    node.on(POOL, abi.GET_EMODE_LABEL, result(("string",), "cat"))
+    node.on(POOL, abi.GET_LIQUIDATION_GRACE_PERIOD, result(("uint40",), 1_700_000_100))
+    return node
+
+
+def _legacy_node(source_price: int = 99_000_000) -> FakeNode:
+    """A 3.0 market whose category 1 (named by USDC) has a price source."""
+    node = _market_node()
+    category = (9700, 9750, 10100, SOURCE, "Stable")
+    node.on(
+        POOL, abi.GET_EMODE_CATEGORY_DATA, result(abi.GET_EMODE_CATEGORY_DATA.outputs, category)
+    )
+    node.on(ORACLE, abi.GET_ASSET_PRICE, result(("uint256",), source_price))
+    return node
+
+
+def _calls_since(node: FakeNode, start: int) -> list[tuple[str, str]]:
+    """``(to, selector)`` of every eth_call sent from request ``start`` on."""
+    return [
+        (item["params"][0]["to"], item["params"][0]["data"][:10])
+        for batch in node.requests[start:]
+        for item in batch
+        if item["method"] == "eth_call"
+    ]
+
+
+def _selector(function: Function) -> str:
+    return "0x" + function.selector.hex()
+
+
+def _incremental(
+    node: FakeNode, change: Any = None
+) -> tuple[MarketState, MarketState, int, list[tuple[str, str]]]:
+    """Read in full, apply ``change(node)``, read incrementally and in full again.
+
+    Returns the incremental state, the full one, and the round trips and calls of the
+    incremental read, whose every call must name the block.
+    """
+    with client_for(node) as client:
+        reader = MarketReader(client, POOL)
+        previous = reader.read_market(BLOCK)
+        if change is not None:
+            change(node)
+        start = len(node.requests)
+        incremental = reader.read_market(BLOCK, previous=previous)
+        trips, calls = len(node.requests) - start, _calls_since(node, start)
+        tags = {
+            item["params"][1 if item["method"] == "eth_call" else 0]
+            for batch in node.requests[start:]
+            for item in batch
+        }
+        full = reader.read_market(BLOCK)
+    assert tags == {hex(BLOCK)}
+    return incremental, full, trips, calls
+
+
+def test_a_state_names_its_provider_and_configurator() -> None:
+    state = _read(_market_node())
+
+    assert (state.provider, state.configurator, state.oracle) == (PROVIDER, CONFIGURATOR, ORACLE)
+
+
+def test_an_incremental_read_on_3_6_takes_one_round_trip_without_probes_symbols_or_emode() -> None:
+    incremental, full, trips, calls = _incremental(_bitmap_node())
+
+    assert incremental == full
+    assert sorted(incremental.market.emode_categories) == [1, 200]
+    assert trips == 1
+    selectors = {selector for _to, selector in calls}
+    read_each_block = (
+        abi.POOL_REVISION,
+        abi.GET_RESERVES_LIST,
+        abi.GET_RESERVES_COUNT,
+        abi.ADDRESSES_PROVIDER,
+        abi.GET_PRICE_ORACLE,
+        abi.GET_POOL_CONFIGURATOR,
+        abi.GET_RESERVE_DATA,
+        abi.GET_LIQUIDATION_GRACE_PERIOD,
+        abi.GET_ASSETS_PRICES,
+    )
+    assert selectors == {_selector(f) for f in read_each_block}  # no probe, symbol or eMode
+    # The grace period is read per reserve, not probed with the zero address.
+    grace = _selector(abi.GET_LIQUIDATION_GRACE_PERIOD)
+    assert len([s for _to, s in calls if s == grace]) == 2
+
+
+def test_an_incremental_read_sees_what_moves_without_configurator_events() -> None:
+    moved = FakeReserve(WETH.asset, 0, WETH.configuration | 1 << 57, 2_500 * 10**8, WETH.symbol)
+
+    def change(node: FakeNode) -> None:  # a new price, a frozen WETH, a grace period
+        script_market(node, (moved, USDC), revision=10)  # the probes' answers stay
+        node.on(POOL, abi.GET_LIQUIDATION_GRACE_PERIOD, result(("uint40",), 1_800_000_000))
+
+    incremental, full, _trips, _calls = _incremental(_bitmap_node(), change)
+
+    assert incremental == full
+    assert incremental.market.prices[WETH.asset] == 2_500 * 10**8
+    assert incremental.market.reserves[0].configuration.frozen
+    assert incremental.market.reserves[1].liquidation_grace_period_until == 1_800_000_000
+
+
+def test_an_incremental_read_on_3_0_reuses_category_data_but_reads_source_prices() -> None:
+    def change(node: FakeNode) -> None:
+        node.on(ORACLE, abi.GET_ASSET_PRICE, result(("uint256",), 97_000_000))
+
+    incremental, full, trips, calls = _incremental(_legacy_node(), change)
+
+    assert incremental == full
+    assert incremental.market.prices[SOURCE] == 97_000_000
+    assert trips == 1
+    selectors = {selector for _to, selector in calls}
+    assert _selector(abi.GET_EMODE_CATEGORY_DATA) not in selectors
+    assert _selector(abi.SYMBOL) not in selectors
+    assert _selector(RESERVE_INTEREST_RATE_STRATEGY) not in selectors
+    assert (ORACLE, _selector(abi.GET_ASSET_PRICE)) in calls
+
+
+def test_an_incremental_read_on_3_0_reads_a_category_newly_named_and_drops_one_unnamed() -> None:
+    weth_in_2 = FakeReserve(
+        WETH.asset,
+        0,
+        replace(ReserveConfiguration.decode(WETH.configuration), emode_category=2).encode(),
+        WETH.price,
+        WETH.symbol,
+    )
+    usdc_out = FakeReserve(
+        USDC.asset,
+        1,
+        replace(ReserveConfiguration.decode(USDC.configuration), emode_category=0).encode(),
+        USDC.price,
+        USDC.symbol,
+    )
+
+    def change(node: FakeNode) -> None:
+        script_market(node, (weth_in_2, usdc_out), revision=1)
+        node.on(
+            POOL,
+            abi.GET_EMODE_CATEGORY_DATA,
+            result(abi.GET_EMODE_CATEGORY_DATA.outputs, (9000, 9300, 10200, ZERO, "ETH")),
+        )
+
+    incremental, full, _trips, calls = _incremental(_legacy_node(), change)
+
+    assert incremental == full
+    assert list(incremental.market.emode_categories) == [2]
+    assert SOURCE not in incremental.market.prices  # only named categories' sources
+    data = [to for to, s in calls if s == _selector(abi.GET_EMODE_CATEGORY_DATA)]
+    assert data == [POOL]  # category 2 only
+
+
+def test_an_incremental_read_reads_the_symbol_of_a_new_asset_only() -> None:
+    def change(node: FakeNode) -> None:
+        script_market(node, (WETH, USDC, DAI), revision=1)
+
+    incremental, full, trips, calls = _incremental(_legacy_node(), change)
+
+    assert incremental == full
+    assert incremental.tokens[2].symbol == "DAI"
+    assert incremental.market.prices[DAI.asset] == DAI.price
+    symbols = [to for to, s in calls if s == _selector(abi.SYMBOL)]
+    assert symbols == [DAI.asset]
+    assert trips == 2  # the list changed: the new reserve and the prices of all
+
+
+def test_an_incremental_read_after_an_oracle_change_asks_the_new_oracle() -> None:
+    def change(node: FakeNode) -> None:
+        node.on(PROVIDER, abi.GET_PRICE_ORACLE, result(("address",), NEW_ORACLE))
+        node.on(NEW_ORACLE, abi.GET_ASSETS_PRICES, result(("uint256[]",), [7, 8]))
+        node.on(NEW_ORACLE, abi.GET_ASSET_PRICE, result(("uint256",), 9))
+
+    incremental, full, trips, _calls = _incremental(_legacy_node(), change)
+
+    assert incremental == full
+    assert incremental.oracle == NEW_ORACLE
+    assert dict(incremental.market.prices) == {WETH.asset: 7, USDC.asset: 8, SOURCE: 9}
+    assert trips == 3  # the guesses, the asset prices, the source price
+
+
+def test_a_changed_revision_makes_the_incremental_read_a_full_one() -> None:
+    def upgrade(node: FakeNode) -> None:
+        upgraded = _bitmap_node()
+        node.calls.update(upgraded.calls)
+
+    incremental, full, _trips, calls = _incremental(_market_node(), upgrade)
+
+    assert incremental == full
+    assert incremental.version is ProtocolVersion.V3_6
+    selectors = {s for _to, s in calls}
+    assert _selector(RESERVE_INTEREST_RATE_STRATEGY) in selectors  # probed again
+    assert _selector(abi.SYMBOL) in selectors
+
+
+def test_a_guessed_price_that_reverts_is_asked_again_and_the_error_names_it() -> None:
+    def change(node: FakeNode) -> None:
+        node.on(ORACLE, abi.GET_ASSETS_PRICES, REVERT)
+
+    node = _legacy_node()
+    with client_for(node) as client:
+        reader = MarketReader(client, POOL)
+        previous = reader.read_market(BLOCK)
+        change(node)
+
+        with pytest.raises(
+            RpcError, match=r"getAssetsPrices\(address\[\]\) on 0x3333.*execution reverted"
+        ):
+            reader.read_market(BLOCK, previous=previous)
+
+
+def test_garbage_in_an_incremental_read_raises_naming_the_call() -> None:
+    node = _bitmap_node()
+    with client_for(node) as client:
+        reader = MarketReader(client, POOL)
+        previous = reader.read_market(BLOCK)
+        node.on(POOL, abi.GET_RESERVE_DATA, raw("0x" + "00" * 32 * 14))
+
+        with pytest.raises(RpcError, match=r"getReserveData\(address\) on 0x1111.*896 hex"):
+            reader.read_market(BLOCK, previous=previous)
+
+
+def test_a_previous_state_of_another_pool_or_version_is_refused() -> None:
+    node = _market_node()
+    with client_for(node) as client:
+        state = MarketReader(client, POOL).read_market(BLOCK)
+        other = MarketReader(client, "0x" + "99" * 20)
+        forced = MarketReader(client, POOL, version=ProtocolVersion.V3_0_0)
+
+        with pytest.raises(ValueError, match="of Pool 0x1111"):
+            other.read_market(BLOCK, previous=state)
+        with pytest.raises(ValueError, match=r"forces 3\.0\.0"):
+            forced.read_market(BLOCK, previous=state)
+        with pytest.raises(ValueError, match="no addresses provider"):
+            MarketReader(client, POOL).read_market(BLOCK, previous=replace(state, provider=None))
+
+
+# Hand-decoded answers: as strict as eth_abi.
+
+ADDRESS = "0x" + "ab" * 20
+
+
+def _reserve_words(**overrides: str) -> str:
+    """getReserveData's 15 words as hex, with some words replaced (by index)."""
+    words = [f"{1:064x}"] * 15
+    for index, word in overrides.items():
+        words[int(index.removeprefix("w"))] = word
+    return "0x" + "".join(words)
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (_reserve_words()[:-2], "958 hex digits, expected 960"),
+        (_reserve_words() + "00", "962 hex digits, expected 960"),
+        (_reserve_words(w1="f" * 64), "uint128 with non-zero padding"),  # liquidity index
+        (_reserve_words(w6="01" + "0" * 62), "uint40 with non-zero padding"),  # timestamp
+        (_reserve_words(w8="1" + "0" * 63), "address with non-zero padding"),  # aToken
+        (_reserve_words(w3="0x" + "0" * 62), "not hex"),
+        (_reserve_words(w3="_" + "0" * 63), "not hex"),
+        (_reserve_words(w3=" " + "0" * 63), "not hex"),
+    ],
+)
+def test_garbage_reserve_data_raises_naming_the_call(answer: str, message: str) -> None:
+    node = _market_node()
+    node.on(POOL, abi.GET_RESERVE_DATA, raw(answer))
+
+    with pytest.raises(RpcError, match=message) as caught:
+        _read(node)
+
+    assert "getReserveData(address) on 0x1111" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ("0x" + f"{32:064x}" + f"{3:064x}" + f"{1:064x}" * 2, "cannot decode"),  # short
+        ("0x" + f"{32:064x}", "cannot decode"),
+        ("0x" + f"{64:064x}" + f"{2:064x}", "cannot decode"),  # the tail is out of bounds
+        ("0x" + f"{32:064x}" + f"{2:064x}" + "g" * 128, "not hex"),
+    ],
+)
+def test_a_garbage_price_array_raises_naming_the_call(answer: str, message: str) -> None:
+    node = _market_node()
+    node.on(ORACLE, abi.GET_ASSETS_PRICES, raw(answer))
+
+    with pytest.raises(RpcError, match=message) as caught:
+        _read(node)
+
+    assert "getAssetsPrices(address[]) on 0x3333" in str(caught.value)
+
+
+def test_a_price_array_with_trailing_bytes_or_another_offset_decodes_as_eth_abi_does() -> None:
+    # Not what Solidity answers, but valid ABI: eth_abi decides, as before the hand decoder.
+    trailing = "0x" + f"{32:064x}" + f"{2:064x}" + f"{5:064x}" + f"{6:064x}" + "00" * 32
+    offset = "0x" + f"{64:064x}" + "00" * 32 + f"{2:064x}" + f"{5:064x}" + f"{6:064x}"
+
+    for answer in (trailing, offset):
+        node = _market_node()
+        node.on(ORACLE, abi.GET_ASSETS_PRICES, raw(answer))
+
+        assert dict(_read(node).market.prices) == {WETH.asset: 5, USDC.asset: 6}
+
+
+_WORD_TYPES = ("uint8", "uint16", "uint40", "uint128", "uint256", "int256", "address", "bool")
+
+
+@st.composite
+def _word_values(draw: st.DrawFn, kind: str) -> Any:
+    if kind == "address":
+        return "0x" + draw(st.binary(min_size=20, max_size=20)).hex()
+    if kind == "bool":
+        return draw(st.booleans())
+    if kind.startswith("int"):
+        return draw(st.integers(-(2**255), 2**255 - 1))
+    return draw(st.integers(0, 2 ** int(kind[4:]) - 1))
+
+
+def _lower(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return tuple(_lower(v) for v in value)
+    return value.lower() if isinstance(value, str) else value
+
+
+@st.composite
+def _word_answers(draw: st.DrawFn) -> tuple[Function, str]:
+    """A function of word outputs (a tuple, separate words or a ``T[]``) and an answer."""
+    kinds = draw(st.lists(st.sampled_from(_WORD_TYPES), min_size=1, max_size=6))
+    layout = draw(st.sampled_from(["tuple", "words", "array"]))
+    if layout == "array":
+        function = Function("f()", (kinds[0] + "[]",))
+        values: list[Any] = [[draw(_word_values(kinds[0])) for _ in kinds[1:]]]
+    elif layout == "tuple":
+        function = Function("f()", ("(" + ",".join(kinds) + ")",))
+        values = [tuple(draw(_word_values(kind)) for kind in kinds)]
+    else:
+        function = Function("f()", tuple(kinds))
+        values = [draw(_word_values(kind)) for kind in kinds]
+    return function, "0x" + encode(list(function.outputs), values).hex()
+
+
+@settings(max_examples=300, deadline=None)
+@given(_word_answers(), st.data())
+def test_hand_decoding_equals_eth_abi_and_refuses_what_it_refuses(
+    answer: tuple[Function, str], data: st.DataObject
+) -> None:
+    function, text = answer
+    digit = data.draw(st.integers(2, len(text) - 1))
+    corrupt = text[:digit] + data.draw(st.sampled_from("0f8g")) + text[digit + 1 :]
+
+    assert _lower(function.decode_hex(text)) == _lower(function.decode(text))
+    outcomes = []
+    for decoder in (function.decode, function.decode_hex):
+        try:
+            outcomes.append(_lower(decoder(corrupt)))
+        except RpcError:
+            outcomes.append("refused")
+    assert outcomes[0] == outcomes[1]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 2**256 - 1), max_size=5), st.integers(0, 255))
+def test_hand_encoding_equals_eth_abi(prices: list[int], category: int) -> None:
+    assets = ["0x" + f"{p % 2**160:040x}" for p in prices]
+
+    for function, args in (
+        (abi.GET_ASSETS_PRICES, (assets,)),
+        (abi.GET_EMODE_COLLATERAL_CONFIG, (category,)),
+        (abi.SUPPLY, (assets[0] if assets else ADDRESS, prices[0] if prices else 0, ADDRESS, 0)),
+        (abi.UPDATE_ANSWER, (-category,)),
+    ):
+        expected = function.selector + encode(list(function.input_types), list(args))
+        assert function.encode(*args) == "0x" + expected.hex()
