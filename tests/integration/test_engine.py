@@ -159,3 +159,27 @@ def test_a_user_first_seen_in_an_event_is_added_and_reported(
     index = engine.table.user_index(stranger)
     assert index is not None
     assert engine.table.account(index).configuration != 0
+
+
+def test_a_configurator_change_makes_the_engine_read_the_market_in_full(
+    devnet: Devnet, rpc: JsonRpcClient
+) -> None:
+    from tests.integration.test_reader import _change_emode
+
+    head = int(rpc.call("eth_blockNumber"), 16)
+    engine = Engine(rpc, devnet.manifest.pool, EngineSettings(reannounce_interval=10**9))
+    engine.sync(devnet.users, head)
+    engine.process_block(head)
+    rpc.call("evm_mine")
+    engine.process_block(head + 1)  # incremental from here on
+    _change_emode(rpc, devnet.manifest)
+    block = int(rpc.call("eth_blockNumber"), 16)
+
+    report = engine.process_block(block)
+
+    fresh = MarketReader(rpc, devnet.manifest.pool).read_market(block)
+    assert engine.state is not None
+    assert engine.state.market == fresh.market
+    reader = MarketReader(rpc, devnet.manifest.pool)
+    expected = chain_underwater(reader, list(engine.table.addresses), block)
+    assert {u: a.as_tuple() for u, a in report.underwater.items()} == expected

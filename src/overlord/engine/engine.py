@@ -1,8 +1,10 @@
 """The engine: one market's users kept exact at every block, underwater users detected.
 
 Single writer, synchronous core: :meth:`Engine.process_block` reads the market at the block
-(reserves, indices, configuration, eMode categories and oracle prices, so configurator and
-oracle changes and the silent 3.5+ index checkpoint are picked up by construction),
+(reserves, indices, configuration and oracle prices, so oracle changes and the silent 3.5+
+index checkpoint are picked up by construction; eMode categories and symbols are reused
+from the previous block unless the PoolConfigurator logged anything since, in which case
+the whole market is read again),
 re-reads every user touched by a position-changing event since the last processed block,
 rescreens every user at the block's timestamp, confirms every user the screen cannot
 call exactly, and reports who is underwater, with the exact ``getUserAccountData`` tuple.
@@ -42,7 +44,7 @@ import numpy as np
 
 from overlord.aave import AccountData, Market, UserAccount, calculate_user_account_data
 from overlord.chain.reader import MarketReader, MarketState
-from overlord.chain.rpc import JsonRpcClient
+from overlord.chain.rpc import JsonRpcClient, RpcError
 from overlord.engine.positions import PositionTable
 from overlord.engine.screen import SAFE, block_factors, confirm, screen
 from overlord.engine.touched import touched_users
@@ -141,6 +143,7 @@ class Engine:
         self.history: deque[ProcessedBlock] = deque(maxlen=self.history_blocks)
         self._reread: set[str] = set()  # users to read again at the next block (a rollback)
         self._reread_all = False  # a rollback deeper than the history: read everyone again
+        self._full_read_due = True  # the next market read is a full one
 
     # Initial sync.
 
@@ -205,8 +208,8 @@ class Engine:
         for :meth:`rollback`.
         """
         started = time.perf_counter()
-        state = self.reader.read_market(block)
         first = block if self.last_block is None else self.last_block + 1
+        state = self._read_market(block, first)
         tokens = [
             t
             for r in state.tokens.values()
@@ -225,7 +228,7 @@ class Engine:
             for account in accounts:
                 self.table.upsert(account)
             self.state, self.last_block = state, block
-            self._reread, self._reread_all = set(), False
+            self._reread, self._reread_all, self._full_read_due = set(), False, False
             self.history.append(ProcessedBlock(block, first, block_hash, frozenset(reread)))
         current, candidates, detections = self._underwater(
             state.market, block, state.block_timestamp, moved, on_detection
@@ -245,6 +248,23 @@ class Engine:
             new_users,
         )
 
+    def _read_market(self, block: int, first: int) -> MarketState:
+        """The market at ``block``: an incremental read from the last state (one round
+        trip), or a full one when the configurator emitted anything in ``first..block``
+        (eMode categories, reserve listings), after a rollback, or at the start."""
+        previous = None if self._full_read_due else self.state
+        state = self.reader.read_market(block, previous=previous)
+        if previous is not None and state.configurator and first <= block:
+            changed = self.client.call(
+                "eth_getLogs",
+                [{"address": state.configurator, "fromBlock": hex(first), "toBlock": hex(block)}],
+            )
+            if not isinstance(changed, list):
+                raise RpcError("eth_getLogs", f"result is not a list: {str(changed)[:200]}")
+            if changed:
+                state = self.reader.read_market(block)
+        return state
+
     def rollback(self, ancestor: int, *, everyone: bool = False) -> int:
         """Forget the processed blocks after ``ancestor`` (a reorg replaced them).
 
@@ -256,6 +276,7 @@ class Engine:
         """
         with self.lock:
             self._reread_all |= everyone
+            self._full_read_due = True  # the orphaned blocks may have held configurator events
             if self.last_block is None or ancestor >= self.last_block:
                 return 0
             orphaned = [p for p in self.history if p.number > ancestor]

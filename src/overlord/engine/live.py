@@ -80,6 +80,7 @@ class LiveStats:
     pending_evaluated: int = 0
     subscription_logs: int = 0
     duplicate_logs: int = 0
+    last_processed: int | None = None  # the last head whose processing has finished
 
 
 class LogBuffer:
@@ -151,6 +152,7 @@ class LiveIngest:
         )
         self.logs = LogBuffer()
         self._active_kinds: tuple[str, ...] = ()
+        self._newest_head = -1  # the highest head number the intake has seen
         self._threads: list[threading.Thread] = []
         self._subscriber: WsSubscriber | None = None
 
@@ -258,6 +260,8 @@ class LiveIngest:
         log.warning("malformed notification ignored", extra={"kind": kind, "error": str(error)})
 
     def _put_head(self, item: Head | str) -> None:
+        if isinstance(item, Head):
+            self._newest_head = max(self._newest_head, item.number)
         while True:
             try:
                 self.heads.put_nowait(item)
@@ -365,12 +369,15 @@ class LiveIngest:
             )
         elif not isinstance(plan, Advance):
             return False
-        self.runner.process(
+        report = self.runner.process(
             head.number,
             block_hash=head.block_hash,
             extra_users=self.logs.users_through(head.number),
         )
         self.stats.processed += 1
+        self.stats.last_processed = head.number
+        if self.on_block is not None:
+            self.on_block(report)
         return True
 
     # The price path.
@@ -414,5 +421,9 @@ class LiveIngest:
             self._emit(detection)
 
     def _emit(self, detection: PendingDetection) -> None:
+        """Publish, until the inclusion block's head arrives: from then on the block path
+        announces from the mined state, and needs the CPU."""
         self.stats.pending_evaluated += 1
-        self.runner.emit_pending(detection)
+        self.runner.emit_pending(
+            detection, cancelled=lambda: self._newest_head >= detection.inclusion_block
+        )

@@ -136,23 +136,30 @@ class Runner:
         if self.blocks % STATS_EVERY_BLOCKS == 1:
             self.log_stats()
 
-    def emit_pending(self, detection: PendingDetection) -> list[UnderwaterUserEvent]:
+    def emit_pending(
+        self, detection: PendingDetection, cancelled: Callable[[], bool] | None = None
+    ) -> list[UnderwaterUserEvent]:
         """Publish events for a pending feed update's newly underwater users.
 
         The events describe the predicted state: prices from the simulation, account data
         at the expected inclusion block's time, the plan sized on those, and the trigger
-        (transaction hash, raw transaction, inclusion block). ``block_number`` is the last
-        processed block the prediction starts from.
+        (transaction hash, raw transaction, inclusion block). ``block_number`` is the
+        processed block the prediction started from.
+
+        ``cancelled`` is asked before each event: once it says so (the inclusion block has
+        arrived, and the block path announces from the mined state), the rest are not sent,
+        so the block path gets the CPU. The events already sent are returned.
         """
-        state = self.engine.state
-        if state is None or not detection.underwater:
+        if not detection.underwater:
             return []
+        state = self.engine.state
+        assert state is not None  # a detection exists only for a synced engine
         context = BlockContext(
             self.chain_id,
             self.engine.pool,
             state.market.version.value,
-            state.block_number,
-            state.block_timestamp,
+            detection.base_block,
+            detection.base_timestamp,
         )
         trigger = PendingTrigger(detection.tx_hash, detection.raw_tx, detection.inclusion_block)
         events = []
@@ -166,11 +173,14 @@ class Runner:
         ):
             self._send(event)  # each event leaves as soon as its plan is sized
             events.append(event)
+            if cancelled is not None and cancelled():
+                break
         log.info(
             "pending update evaluated",
             extra={
                 "tx": detection.tx_hash,
                 "events": len(events),
+                "not_sent": len(detection.underwater) - len(events),
                 "inclusion_block": detection.inclusion_block,
             },
         )

@@ -44,11 +44,13 @@ class PendingDetection:
     tx_hash: str
     raw_tx: str | None
     inclusion_block: int
-    timestamp: int
+    timestamp: int  # expected inclusion time
     update: FeedUpdate
     prices: Mapping[str, int]
     market: Market
     underwater: Mapping[str, AccountData]
+    base_block: int  # the processed block the prediction starts from
+    base_timestamp: int
 
 
 @dataclass
@@ -170,7 +172,18 @@ class PriceScout:
                 "newly_underwater": len(newly),
             },
         )
-        return PendingDetection(tx_hash, raw, inclusion, timestamp, update, prices, market, newly)
+        return PendingDetection(
+            tx_hash,
+            raw,
+            inclusion,
+            timestamp,
+            update,
+            prices,
+            market,
+            newly,
+            state.block_number,
+            state.block_timestamp,
+        )
 
     def _raw(self, tx_hash: str) -> str | None:
         try:
