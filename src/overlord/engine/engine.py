@@ -46,7 +46,7 @@ from overlord.aave import AccountData, Market, UserAccount, calculate_user_accou
 from overlord.chain.reader import MarketReader, MarketState
 from overlord.chain.rpc import JsonRpcClient, RpcError
 from overlord.engine.positions import PositionTable
-from overlord.engine.screen import SAFE, block_factors, confirm, screen
+from overlord.engine.screen import SAFE, block_factors, screen
 from overlord.engine.touched import touched_users
 
 SyncProgress = Callable[[int, int], None]
@@ -375,40 +375,67 @@ class Engine:
         category whose price source changes) are recomputed; everyone else keeps their
         current classification. Changes no state.
         """
-        with self.lock:
-            return self._evaluate_prices(prices, now)
-
-    def _evaluate_prices(
-        self, prices: Mapping[str, int], now: int | None
-    ) -> dict[str, AccountData]:
-        if self.state is None:
-            raise RuntimeError("the engine has not been synced")
-        market = self.state.market
-        changed = {
-            asset.lower()
-            for asset, price in prices.items()
-            if market.prices.get(asset.lower()) != price
-        }
-        hypothetical = with_prices(market, prices)
-        affected = self.table.users_of_reserves(_reserves_moved_by(market, changed))
-        at = self.state.block_timestamp if now is None else now
-        if at != self.state.block_timestamp:
-            # Interest moves every user, not only those of the moved reserves.
-            affected = np.arange(self.table.users, dtype=np.intp)
-        factors = block_factors(hypothetical, at)
-        result = screen(self.table, factors, affected)
-        exact = confirm(self.table, factors, result.users[result.status != SAFE])
-        minimum = self.settings.min_collateral_base
-        moved = {self.table.addresses[int(u)] for u in affected}
-        outcome = {a: d for a, d in self.underwater.items() if a not in moved}
-        outcome.update(
-            {
-                self.table.addresses[user]: data
-                for user, data in exact.items()
-                if data.is_liquidatable and data.total_collateral_base >= minimum
-            }
-        )
+        hypothesis = self.screen_prices(prices, now)
+        outcome = dict(hypothesis.unmoved)
+        outcome.update(self.confirm_hypothesis(hypothesis))
         return outcome
+
+    def screen_prices(self, prices: Mapping[str, int], now: int | None = None) -> Hypothesis:
+        """The screen half of :meth:`evaluate_prices`: who must be confirmed, lowest
+        estimated health factor first, and who keeps their current classification."""
+        with self.lock:
+            if self.state is None:
+                raise RuntimeError("the engine has not been synced")
+            market = self.state.market
+            changed = {
+                asset.lower()
+                for asset, price in prices.items()
+                if market.prices.get(asset.lower()) != price
+            }
+            hypothetical = with_prices(market, prices)
+            affected = self.table.users_of_reserves(_reserves_moved_by(market, changed))
+            at = self.state.block_timestamp if now is None else now
+            if at != self.state.block_timestamp:
+                # Interest moves every user, not only those of the moved reserves.
+                affected = np.arange(self.table.users, dtype=np.intp)
+            factors = block_factors(hypothetical, at)
+            result = screen(self.table, factors, affected)
+            uncertain = result.status != SAFE
+            order = np.argsort(result.health_factor[uncertain], kind="stable")
+            addresses = self.table.addresses
+            moved = {addresses[int(u)] for u in affected}
+            unmoved = {a: d for a, d in self.underwater.items() if a not in moved}
+            candidates = tuple(addresses[int(u)] for u in result.users[uncertain][order])
+        return Hypothesis(hypothetical, at, candidates, unmoved)
+
+    def confirm_hypothesis(self, hypothesis: Hypothesis) -> Iterator[tuple[str, AccountData]]:
+        """The confirmed underwater users of a hypothesis, lazily, in the screen's order.
+
+        The lock is held per user only, so the block path can write between two of them;
+        each user is computed from the positions the engine holds at that moment.
+        """
+        minimum = self.settings.min_collateral_base
+        for address in hypothesis.candidates:
+            with self.lock:
+                index = self.table.user_index(address)
+                if index is None:
+                    continue
+                account = self.table.account(index)
+            data = calculate_user_account_data(hypothesis.market, account, hypothesis.now)
+            if data.is_liquidatable and data.total_collateral_base >= minimum:
+                yield address, data
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A screened price hypothesis: the market with the prices, the time it is evaluated at,
+    the users to confirm (lowest estimated health factor first), and the underwater users
+    whose positions the prices do not move (they stay as they are)."""
+
+    market: Market
+    now: int
+    candidates: tuple[str, ...]
+    unmoved: Mapping[str, AccountData]
 
 
 def with_prices(market: Market, prices: Mapping[str, int]) -> Market:

@@ -150,8 +150,6 @@ class Runner:
         arrived, and the block path announces from the mined state), the rest are not sent,
         so the block path gets the CPU. The events already sent are returned.
         """
-        if not detection.underwater:
-            return []
         state = self.engine.state
         assert state is not None  # a detection exists only for a synced engine
         context = BlockContext(
@@ -170,6 +168,7 @@ class Runner:
             detection.market,
             detection.timestamp,
             trigger,
+            ordered=True,
         ):
             self._send(event)  # each event leaves as soon as its plan is sized
             events.append(event)
@@ -194,11 +193,19 @@ class Runner:
         market: Market,
         now: int,
         trigger: PendingTrigger | None = None,
+        *,
+        ordered: bool = False,
     ) -> Iterator[UnderwaterUserEvent]:
-        """One event per user (lowest health factor first), with the market's prices and
-        the best plan sized on them; lazily, so the first can be sent before the rest exist."""
+        """One event per user (lowest health factor first, or in ``accounts``' own order
+        when ``ordered``), with the market's prices and the best plan sized on them;
+        lazily, so the first can be sent before the rest exist."""
         symbols, prices = self._prices_of(market)
-        for address, account in sorted(accounts.items(), key=lambda item: item[1].health_factor):
+        items = (
+            iter(accounts.items())
+            if ordered
+            else iter(sorted(accounts.items(), key=lambda item: item[1].health_factor))
+        )
+        for address, account in items:
             with self.engine.lock:  # the price path reads while the block path may write
                 index = self.engine.table.user_index(address)
                 user = self.engine.table.account(index) if index is not None else None

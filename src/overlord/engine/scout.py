@@ -23,18 +23,62 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from overlord.aave import AccountData, Market
 from overlord.chain.rpc import JsonRpcClient, RpcError
-from overlord.engine.engine import Engine, with_prices
+from overlord.engine.engine import Engine
 from overlord.feeds.decoders import FeedUpdate, decode_update
 from overlord.feeds.predict import METHOD_NOT_FOUND, PredictionUnavailable, PricePredictor
 
 log = logging.getLogger("overlord.scout")
 SEEN_LIMIT = 100_000  # transaction hashes remembered as evaluated or irrelevant
+
+
+class StreamedAccounts(Mapping[str, AccountData]):
+    """Accounts computed on demand, in the order a source yields them.
+
+    Iterating hands out each account as soon as the source has computed it, so the first
+    event can leave before the last account is known; ``len`` and lookups compute the rest.
+    One thread at a time.
+    """
+
+    def __init__(self, source: Iterable[tuple[str, AccountData]]) -> None:
+        self._source: Iterator[tuple[str, AccountData]] | None = iter(source)
+        self._order: list[str] = []
+        self._accounts: dict[str, AccountData] = {}
+
+    def _pull(self) -> bool:
+        if self._source is None:
+            return False
+        try:
+            address, account = next(self._source)
+        except StopIteration:
+            self._source = None
+            return False
+        if address not in self._accounts:
+            self._order.append(address)
+        self._accounts[address] = account
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        index = 0
+        while index < len(self._order) or self._pull():
+            if index < len(self._order):
+                yield self._order[index]
+                index += 1
+
+    def __getitem__(self, address: str) -> AccountData:
+        while address not in self._accounts and self._pull():
+            pass
+        return self._accounts[address]
+
+    def __len__(self) -> int:
+        while self._pull():
+            pass
+        return len(self._order)
 
 
 @dataclass(frozen=True)
@@ -48,7 +92,7 @@ class PendingDetection:
     update: FeedUpdate
     prices: Mapping[str, int]
     market: Market
-    underwater: Mapping[str, AccountData]
+    underwater: Mapping[str, AccountData]  # streamed: iterating computes them in order
     base_block: int  # the processed block the prediction starts from
     base_timestamp: int
 
@@ -156,10 +200,13 @@ class PriceScout:
         except PredictionUnavailable as exc:
             log.warning("cannot predict a pending update", extra={"tx": tx_hash, "error": str(exc)})
             return None
-        current = self.engine.underwater
-        underwater = self.engine.evaluate_prices(prices, now=timestamp)
-        market = with_prices(state.market, prices)
-        newly = {address: data for address, data in underwater.items() if address not in current}
+        current = set(self.engine.underwater)
+        hypothesis = self.engine.screen_prices(prices, now=timestamp)
+        newly = StreamedAccounts(
+            (address, data)
+            for address, data in self.engine.confirm_hypothesis(hypothesis)
+            if address not in current
+        )
         self.predictions[tx_hash] = (inclusion, prices)
         raw = self._raw(tx_hash)
         log.info(
@@ -169,7 +216,7 @@ class PriceScout:
                 "feed": update.feed,
                 "method": update.method,
                 "inclusion_block": inclusion,
-                "newly_underwater": len(newly),
+                "candidates": len(hypothesis.candidates),
             },
         )
         return PendingDetection(
@@ -179,7 +226,7 @@ class PriceScout:
             timestamp,
             update,
             prices,
-            market,
+            hypothesis.market,
             newly,
             state.block_number,
             state.block_timestamp,
