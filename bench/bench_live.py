@@ -38,6 +38,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import zmq
 
@@ -164,6 +165,52 @@ def wait_for(condition: Callable[[], bool], what: object = "", timeout: float = 
         time.sleep(0.001)
 
 
+def first_arrivals(
+    seen: list[Arrival], tx_hash: str, block: int
+) -> tuple[float | None, float | None]:
+    """When the first event of the pending path (carrying ``tx_hash``) and the first of the
+    block path for ``block`` arrived."""
+    pending = min((t for t, e in seen if e.tx_hash == tx_hash), default=None)
+    mined = min((t for t, e in seen if e.tx_hash is None and e.block_number == block), default=None)
+    return pending, mined
+
+
+def drain(arrivals: queue.Queue[Arrival]) -> list[Arrival]:
+    """Every event that has arrived so far."""
+    items = []
+    while True:
+        try:
+            items.append(arrivals.get_nowait())
+        except queue.Empty:
+            return items
+
+
+@dataclass
+class Samples:
+    """The figures' samples, in ms (``before``: the pending event beat the block)."""
+
+    pending: list[float] = field(default_factory=list)
+    before: list[bool] = field(default_factory=list)
+    mined: list[float] = field(default_factory=list)
+    onchain: list[float] = field(default_factory=list)
+
+    def keep(
+        self,
+        first_pending: float | None,
+        sent_at: float,
+        mining_at: float,
+        first_mined: float | None,
+        mined_at: float,
+        onchain_ms: float,
+    ) -> None:
+        if first_pending is not None:
+            self.pending.append((first_pending - sent_at) * 1000)
+        self.before.append(first_pending is not None and first_pending < mining_at)
+        if first_mined is not None:
+            self.mined.append((first_mined - mined_at) * 1000)
+        self.onchain.append(onchain_ms)
+
+
 def measure(
     rpc: JsonRpcClient,
     devnet: Devnet,
@@ -176,10 +223,7 @@ def measure(
     admin, feed = manifest.accounts["admin"], manifest.feed("ETH / USD").address
     base = 3_000 * 10**8
     users = list(engine.table.addresses)
-    pending: list[float] = []
-    before: list[bool] = []
-    mined: list[float] = []
-    onchain: list[float] = []
+    samples = Samples()
     rpc.call("anvil_autoImpersonateAccount", [True])
     wait_for(lambda: "newPendingTransactions" in live.subscribed_kinds())
 
@@ -196,18 +240,10 @@ def measure(
     def caught_up() -> bool:
         return live.stats.last_processed == int(rpc.call("eth_blockNumber"), 16)
 
-    def drain() -> list[Arrival]:
-        items = []
-        while True:
-            try:
-                items.append(arrivals.get_nowait())
-            except queue.Empty:
-                return items
-
     rpc.call("evm_setAutomine", [False])
     try:
         for round_number in range(-WARMUP_ROUNDS, ROUNDS):
-            drain()
+            drain(arrivals)
             sent_at = time.perf_counter()
             tx_hash = send(base * 70 // 100)
             time.sleep(BLOCK_TIME_MS / 1000)
@@ -217,23 +253,14 @@ def measure(
             block = int(rpc.call("eth_blockNumber"), 16)
             wait_for(caught_up, live.stats)
             time.sleep(0.01)  # the last events in flight
-            seen = drain()
-            first_pending = min((t for t, e in seen if e.tx_hash == tx_hash), default=None)
-            first_mined = min(
-                (t for t, e in seen if e.tx_hash is None and e.block_number == block),
-                default=None,
-            )
+            seen = drain(arrivals)
+            first_pending, first_mined = first_arrivals(seen, tx_hash, block)
             started = time.perf_counter()
             data = engine.reader.read_account_data(users, block)
             sunk = [user for user, values in zip(users, data, strict=True) if values[5] < 10**18]
             elapsed = (time.perf_counter() - started) * 1000
             if round_number >= 0:
-                if first_pending is not None:
-                    pending.append((first_pending - sent_at) * 1000)
-                before.append(first_pending is not None and first_pending < mining_at)
-                if first_mined is not None:
-                    mined.append((first_mined - mined_at) * 1000)
-                onchain.append(elapsed)
+                samples.keep(first_pending, sent_at, mining_at, first_mined, mined_at, elapsed)
             del sunk
             send(base)  # restore: the sunk users recover, and sink again next round
             rpc.call("evm_mine")
@@ -242,7 +269,7 @@ def measure(
                 print(f"# {round_number + 1} rounds", file=sys.stderr, flush=True)
     finally:
         rpc.call("evm_setAutomine", [True])
-    return pending, before, mined, onchain
+    return samples.pending, samples.before, samples.mined, samples.onchain
 
 
 if __name__ == "__main__":
