@@ -265,7 +265,7 @@ def measure(
             send(base)  # restore: the sunk users recover, and sink again next round
             rpc.call("evm_mine")
             wait_for(caught_up)
-            if round_number % 20 == 19:
+            if round_number >= 0 and round_number % 20 == 19:
                 print(f"# {round_number + 1} rounds", file=sys.stderr, flush=True)
     finally:
         rpc.call("evm_setAutomine", [True])
