@@ -1,6 +1,8 @@
-"""The shell of ``overlord run``: sync, then for every new block process, plan, publish.
+"""The shell of ``overlord run``: sync, then for every block it is given process, plan, publish.
 
-The :class:`~overlord.engine.engine.Engine` stays pure of output concerns; the
+Which blocks, and when, is :mod:`overlord.engine.live`'s business. Both of its threads
+publish through one runner (the socket is used under a lock). The
+:class:`~overlord.engine.engine.Engine` stays pure of output concerns; the
 :class:`Runner` turns its block reports into the outputs of the prior systems:
 ``UnderwaterUserEvent`` messages over ZMQ (each with the best liquidation sized exactly),
 an ``hf-traces/<trace_id>.txt`` file per block with every confirmed candidate's exact
@@ -75,13 +77,6 @@ class Runner:
             moment = datetime.datetime.fromtimestamp(report.block_timestamp, tz=datetime.UTC).date()
             write_init_results(self.output_dir, moment, sorted(lines))
         return report
-
-    def poll(self) -> BlockReport | None:
-        """Process the node's head if it moved; ``None`` when there is no new block."""
-        head = int(self.engine.client.call("eth_blockNumber"), 16)
-        if self.engine.last_block is not None and head <= self.engine.last_block:
-            return None
-        return self.process(head)
 
     def process(
         self, block: int, *, block_hash: str | None = None, extra_users: Iterable[str] = ()
