@@ -51,6 +51,7 @@ from overlord.engine.scout import PendingDetection, PriceScout
 log = logging.getLogger("overlord.live")
 
 CHECK: Final = "check"  # a block-path request: look at the node's head now
+BACK_PRESSURE_LOG_EVERY: Final = 10.0  # seconds between two warnings of one kind
 ClientFactory = Callable[[], JsonRpcClient]
 
 
@@ -153,6 +154,7 @@ class LiveIngest:
         self.logs = LogBuffer()
         self._active_kinds: tuple[str, ...] = ()
         self._newest_head = -1  # the highest head number the intake has seen
+        self._warned: dict[str, float] = {}  # back-pressure message -> when last logged
         self._threads: list[threading.Thread] = []
         self._subscriber: WsSubscriber | None = None
 
@@ -272,20 +274,28 @@ class LiveIngest:
                 except queue.Empty:
                     continue
                 self.stats.dropped_heads += 1
-                log.warning(
-                    "block path behind: oldest queued head dropped",
-                    extra={"dropped_heads": self.stats.dropped_heads},
-                )
+                self._back_pressure("block path behind: oldest queued heads dropped")
 
     def _put_pending(self, item: Mapping[str, Any] | str) -> None:
         try:
             self.pending.put_nowait(item)
         except queue.Full:
             self.stats.dropped_pending += 1
-            log.warning(
-                "price path behind: pending transaction dropped",
-                extra={"dropped_pending": self.stats.dropped_pending},
-            )
+            self._back_pressure("price path behind: pending transactions dropped")
+
+    def _back_pressure(self, message: str) -> None:
+        """One warning per ``BACK_PRESSURE_LOG_EVERY`` seconds per kind, with the totals."""
+        now = time.monotonic()
+        if now - self._warned.get(message, -BACK_PRESSURE_LOG_EVERY) < BACK_PRESSURE_LOG_EVERY:
+            return
+        self._warned[message] = now
+        log.warning(
+            message,
+            extra={
+                "dropped_heads": self.stats.dropped_heads,
+                "dropped_pending": self.stats.dropped_pending,
+            },
+        )
 
     def _poll_heads(self, halt: threading.Event) -> None:
         """HTTP fallback: the node's head every ``poll_interval``."""
@@ -387,18 +397,23 @@ class LiveIngest:
         assert scout is not None
         checked_at = self.runner.engine.last_block
         while not halt.is_set():
-            if "newPendingTransactions" not in self._active_kinds:
-                for detection in scout.poll():
-                    self._emit(detection)
-                halt.wait(self.settings.poll_interval / 10)
-            else:
-                self._next_pending(scout)
-            if self.runner.engine.last_block != checked_at:
-                checked_at = self.runner.engine.last_block
-                try:
+            try:
+                if "newPendingTransactions" not in self._active_kinds:
+                    for detection in scout.poll():
+                        self._emit(detection)
+                    halt.wait(self.settings.poll_interval / 10)
+                else:
+                    self._next_pending(scout)
+                if self.runner.engine.last_block != checked_at:
+                    checked_at = self.runner.engine.last_block
                     scout.check_included()
-                except RpcError as exc:
-                    log.warning("cannot check a prediction", extra={"error": str(exc)})
+            except RpcError as exc:
+                log.warning("node error on the price path", extra={"error": str(exc)})
+                halt.wait(self.settings.retry_delay)
+            except Exception:
+                # A bug must not silence the price path for the rest of the run.
+                log.exception("unexpected error on the price path; it goes on")
+                halt.wait(self.settings.retry_delay)
 
     def _next_pending(self, scout: PriceScout) -> None:
         try:

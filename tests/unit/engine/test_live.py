@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, cast
 
@@ -79,13 +80,17 @@ def test_a_malformed_log_is_a_value_error(changes: dict[str, Any], problem: str)
         LogBuffer().add(log)
 
 
-def test_a_full_head_queue_drops_the_oldest() -> None:
+def test_a_full_head_queue_drops_the_oldest_and_says_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     ingest = live(head_queue=2)
-    for number in (5, 6, 7):
-        ingest._put_head(head(number))
+    with caplog.at_level(logging.WARNING, logger="overlord.live"):
+        for number in (5, 6, 7, 8, 9):
+            ingest._put_head(head(number))
 
-    assert ingest.stats.dropped_heads == 1
-    assert [ingest.heads.get_nowait(), ingest.heads.get_nowait()] == [head(6), head(7)]
+    assert ingest.stats.dropped_heads == 3
+    assert [ingest.heads.get_nowait(), ingest.heads.get_nowait()] == [head(8), head(9)]
+    assert [r.message for r in caplog.records] == ["block path behind: oldest queued heads dropped"]
 
 
 def test_queued_heads_coalesce_to_the_newest_and_a_check_wins() -> None:
