@@ -12,6 +12,7 @@ from overlord.devnet.scenario import StepRecord, run_scenario
 from overlord.devnet.transactions import Tx, TxSender
 from overlord.engine.engine import Engine, EngineSettings, Reason
 from overlord.engine.screen import underwater_users
+from tests.integration.governance import change_emode
 
 WAD = 10**18
 
@@ -164,15 +165,13 @@ def test_a_user_first_seen_in_an_event_is_added_and_reported(
 def test_a_configurator_change_makes_the_engine_read_the_market_in_full(
     devnet: Devnet, rpc: JsonRpcClient
 ) -> None:
-    from tests.integration.test_reader import _change_emode
-
     head = int(rpc.call("eth_blockNumber"), 16)
     engine = Engine(rpc, devnet.manifest.pool, EngineSettings(reannounce_interval=10**9))
     engine.sync(devnet.users, head)
     engine.process_block(head)
     rpc.call("evm_mine")
     engine.process_block(head + 1)  # incremental from here on
-    _change_emode(rpc, devnet.manifest)
+    change_emode(rpc, devnet.manifest)
     block = int(rpc.call("eth_blockNumber"), 16)
 
     report = engine.process_block(block)

@@ -14,12 +14,12 @@ import pytest
 
 from overlord.aave import ProtocolVersion, calculate_user_account_data
 from overlord.chain import aave_abi as abi
-from overlord.chain.abi import Function
 from overlord.chain.reader import MarketReader, MarketState
 from overlord.chain.rpc import JsonRpcClient, RpcError
 from overlord.devnet.launch import Devnet
 from overlord.devnet.manifest import Manifest
 from overlord.devnet.transactions import Tx, TxSender
+from tests.integration.governance import change_emode, govern
 
 MAX_UINT = 2**256 - 1
 VARIABLE, STABLE = 2, 1
@@ -347,39 +347,12 @@ def _act(client: JsonRpcClient, manifest: Manifest) -> None:
     )
 
 
-# Governance changes (sent by the admin, who holds the pool and risk admin roles).
-
-CONFIGURE_COLLATERAL = Function("configureReserveAsCollateral(address,uint256,uint256,uint256)", ())
-SET_RESERVE_FREEZE = Function("setReserveFreeze(address,bool)", ())
-SET_ASSET_LTVZERO_IN_EMODE = Function("setAssetLtvzeroInEMode(address,uint8,bool)", ())
-SET_EMODE_CATEGORY_V302 = Function(
-    "setEModeCategory(uint8,uint16,uint16,uint16,address,string)", ()
-)
-
-
-def _govern(client: JsonRpcClient, manifest: Manifest) -> None:
-    """Freeze LINK, lower WBTC's threshold; per version, eMode LTV zero or a new price source."""
-    admin, configurator = manifest.accounts["admin"], manifest.addresses["pool_configurator"]
-    link, wbtc, weth, wsteth = (
-        manifest.reserve(s).asset for s in ("LINK", "WBTC", "WETH", "wstETH")
-    )
-    calls = [
-        SET_RESERVE_FREEZE.encode(link, True),
-        CONFIGURE_COLLATERAL.encode(wbtc, 7000, 7500, 10650),
-    ]
-    if manifest.protocol_version == "3.6.0":
-        calls.append(SET_ASSET_LTVZERO_IN_EMODE.encode(weth, 1, True))
-    else:
-        # A reserve LTV of 0 zeroes the eMode LTV too (3.0 quirk); the ETH category gets
-        # WETH as its price source, so wstETH is priced as WETH for its members.
-        calls.append(CONFIGURE_COLLATERAL.encode(wsteth, 0, 8100, 10600))
-        calls.append(SET_EMODE_CATEGORY_V302.encode(1, 9300, 9500, 10100, weth, "ETH correlated"))
-    TxSender(client).send([Tx(admin, configurator, data, "governance") for data in calls])
+# Governance changes (tests/integration/governance.py).
 
 
 def test_exact_after_governance_changes(devnet: Devnet, rpc: JsonRpcClient) -> None:
     users = all_users(devnet, build_users(rpc, devnet.manifest))
-    _govern(rpc, devnet.manifest)
+    govern(rpc, devnet.manifest)
     jump(rpc, THIRTY_DAYS)
 
     state = assert_exact(rpc, devnet.manifest.pool, users, head(rpc))
@@ -424,9 +397,6 @@ def test_exact_after_a_crash_with_bad_debt_and_a_year_of_interest(
 
 # Incremental reads (the engine's per-block read).
 
-SET_EMODE_CATEGORY_V36 = Function("setEModeCategory(uint8,uint16,uint16,uint16,string)", ())
-SET_ASSET_COLLATERAL_IN_EMODE = Function("setAssetCollateralInEMode(address,uint8,bool)", ())
-
 
 def _incremental_equals_full(
     reader: MarketReader, previous: MarketState, block: int
@@ -465,27 +435,13 @@ def test_an_incremental_read_equals_a_full_one_after_time_prices_and_borrows(
     _incremental_equals_full(reader, borrowed, priced.block_number)
 
 
-def _change_emode(client: JsonRpcClient, manifest: Manifest) -> None:
-    """3.6: a new category 3 with LINK as collateral; 3.0.2: category 1 gets WETH's price."""
-    admin, configurator = manifest.accounts["admin"], manifest.addresses["pool_configurator"]
-    weth, link = (manifest.reserve(s).asset for s in ("WETH", "LINK"))
-    if manifest.protocol_version == "3.6.0":
-        calls = [
-            SET_EMODE_CATEGORY_V36.encode(3, 8000, 8500, 10500, "LINK boost"),
-            SET_ASSET_COLLATERAL_IN_EMODE.encode(link, 3, True),
-        ]
-    else:
-        calls = [SET_EMODE_CATEGORY_V302.encode(1, 9200, 9400, 10150, weth, "ETH correlated")]
-    TxSender(client).send([Tx(admin, configurator, data, "eMode change") for data in calls])
-
-
 def test_a_configurator_emode_change_is_seen_by_a_full_read_only(
     devnet: Devnet, rpc: JsonRpcClient
 ) -> None:
     manifest = devnet.manifest
     reader = MarketReader(rpc, manifest.pool)
     before = reader.read_market(head(rpc))
-    _change_emode(rpc, manifest)
+    change_emode(rpc, manifest)
     block = head(rpc)
 
     stale = reader.read_market(block, previous=before)

@@ -79,9 +79,11 @@ def _is_log_limit(error: RpcError) -> bool:
 
 
 def _query(
-    client: RpcCaller, address: str | list[str], topics: list[str], first: int, last: int
+    client: RpcCaller, address: str | list[str], topics: list[str] | None, first: int, last: int
 ) -> list[Any]:
-    query = {"address": address, "fromBlock": hex(first), "toBlock": hex(last), "topics": [topics]}
+    query: dict[str, Any] = {"address": address, "fromBlock": hex(first), "toBlock": hex(last)}
+    if topics is not None:
+        query["topics"] = [topics]
     result = client.call("eth_getLogs", [query])
     if not isinstance(result, list):
         raise RpcError("eth_getLogs", f"result is not a list: {str(result)[:200]}")
@@ -91,13 +93,14 @@ def _query(
 def fetch_logs(
     client: RpcCaller,
     address: str | Sequence[str],
-    topics: Iterable[str],
+    topics: Iterable[str] | None,
     from_block: int,
     to_block: int,
     *,
     chunk_size: int = DEFAULT_LOG_CHUNK,
 ) -> list[Any]:
-    """Every log of ``address`` (one or several) with one of ``topics`` as topic0, in order.
+    """Every log of ``address`` (one or several) with one of ``topics`` as topic0 (``None``:
+    any event), in order.
 
     Raises:
         RpcError: a refusal that is not a size limit, a single-block refusal, or a result
@@ -107,7 +110,7 @@ def fetch_logs(
     if chunk_size < 1 or from_block > to_block:
         raise ValueError(f"bad scan: blocks {from_block}..{to_block}, chunk {chunk_size}")
     target = address if isinstance(address, str) else list(address)
-    wanted = list(topics)
+    wanted = None if topics is None else list(topics)
     logs: list[Any] = []
     start, size = from_block, chunk_size
     while start <= to_block:

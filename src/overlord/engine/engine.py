@@ -43,8 +43,9 @@ from enum import StrEnum
 import numpy as np
 
 from overlord.aave import AccountData, Market, UserAccount, calculate_user_account_data
+from overlord.chain.logs import fetch_logs
 from overlord.chain.reader import MarketReader, MarketState
-from overlord.chain.rpc import JsonRpcClient, RpcError
+from overlord.chain.rpc import JsonRpcClient
 from overlord.engine.positions import PositionTable
 from overlord.engine.screen import SAFE, block_factors, screen
 from overlord.engine.touched import touched_users
@@ -210,13 +211,7 @@ class Engine:
         started = time.perf_counter()
         first = block if self.last_block is None else self.last_block + 1
         state = self._read_market(block, first)
-        tokens = [
-            t
-            for r in state.tokens.values()
-            for t in (r.a_token, r.variable_debt_token, r.stable_debt_token)
-            if t
-        ]
-        touched = touched_users(self.client, [self.pool, *tokens], first, block)
+        touched = touched_users(self.client, position_log_sources(state), first, block)
         touched |= {address.lower() for address in extra_users}
         reread = touched | self._reread
         if self._reread_all:
@@ -254,15 +249,13 @@ class Engine:
         (eMode categories, reserve listings), after a rollback, or at the start."""
         previous = None if self._full_read_due else self.state
         state = self.reader.read_market(block, previous=previous)
-        if previous is not None and state.configurator and first <= block:
-            changed = self.client.call(
-                "eth_getLogs",
-                [{"address": state.configurator, "fromBlock": hex(first), "toBlock": hex(block)}],
-            )
-            if not isinstance(changed, list):
-                raise RpcError("eth_getLogs", f"result is not a list: {str(changed)[:200]}")
-            if changed:
-                state = self.reader.read_market(block)
+        if (
+            previous is not None
+            and state.configurator
+            and first <= block
+            and fetch_logs(self.client, state.configurator, None, first, block)
+        ):
+            state = self.reader.read_market(block)
         return state
 
     def rollback(self, ancestor: int, *, everyone: bool = False) -> int:
@@ -436,6 +429,18 @@ class Hypothesis:
     now: int
     candidates: tuple[str, ...]
     unmoved: Mapping[str, AccountData]
+
+
+def position_log_sources(state: MarketState) -> list[str]:
+    """The contracts whose events change positions: the Pool and every reserve's aToken and
+    debt tokens (the block path's ``eth_getLogs`` and the live ``logs`` subscription)."""
+    tokens = (
+        token
+        for reserve in state.tokens.values()
+        for token in (reserve.a_token, reserve.variable_debt_token, reserve.stable_debt_token)
+        if token
+    )
+    return [state.pool, *tokens]
 
 
 def with_prices(market: Market, prices: Mapping[str, int]) -> Market:

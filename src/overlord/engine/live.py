@@ -43,7 +43,7 @@ from typing import Any, Final
 from overlord.chain.logs import USER_FIELDS, users_of
 from overlord.chain.rpc import JsonRpcClient, RpcError
 from overlord.chain.ws import Connected, Disconnected, Notification, WsSubscriber
-from overlord.engine.engine import BlockReport
+from overlord.engine.engine import BlockReport, position_log_sources
 from overlord.engine.follower import Advance, Head, NodeChain, Reorg, parse_head, plan_head
 from overlord.engine.runner import Runner
 from overlord.engine.scout import PendingDetection, PriceScout
@@ -192,18 +192,11 @@ class LiveIngest:
         if self.ws_url is None:
             self._spawn("head-poller", self._poll_heads, halt)
             return
-        engine = self.runner.engine
-        state = engine.state
+        state = self.runner.engine.state
         assert state is not None, "the runner must be synced first"
-        addresses = [engine.pool] + [
-            token
-            for tokens in state.tokens.values()
-            for token in (tokens.a_token, tokens.variable_debt_token, tokens.stable_debt_token)
-            if token
-        ]
         self._subscriber = WsSubscriber(
             self.ws_url,
-            logs_filter={"address": addresses, "topics": [sorted(USER_FIELDS)]},
+            logs_filter={"address": position_log_sources(state), "topics": [sorted(USER_FIELDS)]},
             new_heads=True,
             pending=self.scout is not None,
             on_message=self._on_message,

@@ -160,30 +160,21 @@ class PriceScout:
             else:
                 log.warning("cannot read pending transactions", extra={"error": str(exc)})
             return []
-        latest = self._latest_updates(pool)
         detections = []
-        for transaction, update in latest:
-            detection = self._evaluate(transaction, update, state.market.reserves)
+        for transaction in self._pending_in_nonce_order(pool):
+            detection = self.consider(transaction)
             if detection is not None:
                 detections.append(detection)
         return detections
 
-    def _latest_updates(self, pool: Any) -> list[tuple[dict[str, Any], FeedUpdate]]:
-        by_feed: dict[str, tuple[int, dict[str, Any], FeedUpdate]] = {}
+    @staticmethod
+    def _pending_in_nonce_order(pool: Any) -> list[dict[str, Any]]:
+        """The pool's pending transactions, each sender's newest first: :meth:`consider`
+        then evaluates the newest update of a feed and skips the older ones it supersedes."""
+        pending: list[dict[str, Any]] = []
         for by_nonce in (pool.get("pending") or {}).values():
-            for transaction in by_nonce.values():
-                tx_hash = str(transaction.get("hash", ""))
-                if tx_hash in self._seen:
-                    continue
-                update = _update_of(transaction, self.watched)
-                if update is None:
-                    self._remember(tx_hash)
-                    continue
-                nonce = _nonce(transaction)
-                current = by_feed.get(update.feed)
-                if current is None or nonce > current[0]:
-                    by_feed[update.feed] = (nonce, transaction, update)  # a newer one supersedes
-        return [(transaction, update) for _nonce, transaction, update in by_feed.values()]
+            pending += sorted(by_nonce.values(), key=_nonce, reverse=True)
+        return pending
 
     def _evaluate(
         self, transaction: dict[str, Any], update: FeedUpdate, reserves: Mapping[int, Any]

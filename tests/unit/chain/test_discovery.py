@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from overlord.chain.abi import event_topic
-from overlord.chain.logs import POOL_USER_FIELDS
+from overlord.chain.logs import POOL_USER_FIELDS, fetch_logs
 from overlord.chain.rpc import RpcError, RpcTransportError
 from overlord.verify import discover_users
 
@@ -211,3 +211,15 @@ def test_bad_arguments_are_refused() -> None:
         discover_users(FakeLogNode([]), POOL, 10, 9)
     with pytest.raises(ValueError, match="bad scan"):
         discover_users(FakeLogNode([]), POOL, 0, 9, chunk_size=0)
+
+
+def test_without_topics_every_event_of_the_address_is_asked_for() -> None:
+    queries: list[dict[str, Any]] = []
+
+    class Node:
+        def call(self, method: str, params: Sequence[Any] = ()) -> Any:
+            queries.append(params[0])
+            return [{"address": POOL}]
+
+    assert fetch_logs(Node(), POOL, None, 5, 6) == [{"address": POOL}]
+    assert queries == [{"address": POOL, "fromBlock": "0x5", "toBlock": "0x6"}]
