@@ -111,8 +111,11 @@ def running_live(
 
 
 def caught_up(live: LiveIngest, rpc: JsonRpcClient) -> Callable[[], bool]:
+    """True once the live intake has *finished* processing the node's head: the engine's
+    ``last_block`` moves before its underwater set does, so it cannot tell."""
+
     def check() -> bool:
-        return live.runner.engine.last_block == int(rpc.call("eth_blockNumber"), 16)
+        return live.stats.last_processed == int(rpc.call("eth_blockNumber"), 16)
 
     return check
 
