@@ -180,8 +180,13 @@ def simulate_liquidation(
     now: int,
     liquidator: str | None = None,
     oracle_sentinel_allows: bool | None = None,
+    account: AccountData | None = None,
 ) -> LiquidationResult:
     """What ``liquidationCall(collateral, debt, user, debtToCover, ...)`` would do at ``now``.
+
+    ``account`` is ``calculate_user_account_data(market, user, now)`` when the caller has
+    it already (the Pool computes it first); it is computed otherwise. Passing anything
+    else gives wrong results.
 
     Raises:
         MissingPriceError: a price the contract reads is unknown.
@@ -194,7 +199,7 @@ def simulate_liquidation(
     collateral = _reserve(
         market, collateral_asset, placeholder=not rules.collateral_cached_before_validation
     )
-    pair = _load_pair(market, user, collateral, debt, now)
+    pair = _load_pair(market, user, collateral, debt, now, account)
     reason = validate_liquidation(
         market,
         user,
@@ -212,7 +217,12 @@ def simulate_liquidation(
 
 
 def _load_pair(
-    market: Market, user: UserAccount, collateral: Reserve, debt: Reserve, now: int
+    market: Market,
+    user: UserAccount,
+    collateral: Reserve,
+    debt: Reserve,
+    now: int,
+    account: AccountData | None = None,
 ) -> _Pair:
     """What the Pool reads before it validates: account data and both balances."""
     rules = market.rules
@@ -221,7 +231,7 @@ def _load_pair(
         collateral,
         debt,
         user_emode_category(market, user),
-        calculate_user_account_data(market, user, now),
+        account if account is not None else calculate_user_account_data(market, user, now),
         atoken_balance(rules, collateral, user.position(collateral.id), now),
         total_debt_balance(rules, debt, user.position(debt.id), now),
     )
@@ -446,14 +456,18 @@ def max_liquidation(
     now: int,
     liquidator: str | None = None,
     oracle_sentinel_allows: bool | None = None,
+    account: AccountData | None = None,
 ) -> LiquidationResult:
     """The largest liquidation of the pair that the Pool accepts.
 
     Tries ``debtToCover = MAX`` first. When the 3.3+ dust rule rejects it, shrinks the side
     short of ``MIN_LEFTOVER_BASE`` as ``LiquidationDataProvider`` does, then confirms the
     amount with :func:`simulate_liquidation` and, where the periphery's rounding is off by a
-    unit, searches downwards for the largest accepted ``debtToCover``.
+    unit, searches downwards for the largest accepted ``debtToCover``. ``account``: as for
+    :func:`simulate_liquidation`; every attempt shares it.
     """
+    if account is None:
+        account = calculate_user_account_data(market, user, now)
 
     def attempt(debt_to_cover: int) -> LiquidationResult:
         return simulate_liquidation(
@@ -465,6 +479,7 @@ def max_liquidation(
             now=now,
             liquidator=liquidator,
             oracle_sentinel_allows=oracle_sentinel_allows,
+            account=account,
         )
 
     full = attempt(MAX_DEBT_TO_COVER)
@@ -473,7 +488,7 @@ def max_liquidation(
         and full.reason is LiquidationRevert.MUST_NOT_LEAVE_DUST
     ):
         return full
-    ceiling = _dust_free_debt_estimate(market, user, collateral_asset, debt_asset, now)
+    ceiling = _dust_free_debt_estimate(market, user, collateral_asset, debt_asset, now, account)
     result = attempt(ceiling)
     if isinstance(result, Liquidation):
         return result
@@ -491,13 +506,18 @@ def max_liquidation(
 
 
 def _dust_free_debt_estimate(
-    market: Market, user: UserAccount, collateral_asset: str, debt_asset: str, now: int
+    market: Market,
+    user: UserAccount,
+    collateral_asset: str,
+    debt_asset: str,
+    now: int,
+    account: AccountData,
 ) -> int:
     """``LiquidationDataProvider._adjustAmountsForGoodLeftovers``: the debt to cover."""
     rules = market.rules
     collateral = market.reserve_by_asset(collateral_asset)
     debt = market.reserve_by_asset(debt_asset)
-    pair = _load_pair(market, user, collateral, debt, now)
+    pair = _load_pair(market, user, collateral, debt, now, account)
     collateral_price, debt_price = _prices(market, pair)
     collateral_unit, debt_unit = collateral.configuration.unit, debt.configuration.unit
     amounts = _collateral_amounts(

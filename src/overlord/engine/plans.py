@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from overlord.aave import Liquidation, Market, UserAccount, max_liquidation
+from overlord.aave import (
+    AccountData,
+    Liquidation,
+    Market,
+    UserAccount,
+    calculate_user_account_data,
+    max_liquidation,
+)
 from overlord.aave.configuration import flagged_reserves
 
 
@@ -39,11 +46,24 @@ def candidate_pairs(market: Market, user: UserAccount) -> list[tuple[str, str]]:
     return [(c, d) for c in collaterals for d in debts]
 
 
-def best_plan(market: Market, user: UserAccount, now: int, liquidator: str | None) -> Plan | None:
-    """The accepted liquidation with the highest gross gain, or ``None`` if none is."""
+def best_plan(
+    market: Market,
+    user: UserAccount,
+    now: int,
+    liquidator: str | None,
+    account: AccountData | None = None,
+) -> Plan | None:
+    """The accepted liquidation with the highest gross gain, or ``None`` if none is.
+
+    ``account``: the user's account data at ``now`` if the caller has it (the engine has
+    just confirmed it); computed once otherwise, and shared by every pair's attempts."""
+    if account is None:
+        account = calculate_user_account_data(market, user, now)
     best: Plan | None = None
     for collateral, debt in candidate_pairs(market, user):
-        result = max_liquidation(market, user, collateral, debt, now=now, liquidator=liquidator)
+        result = max_liquidation(
+            market, user, collateral, debt, now=now, liquidator=liquidator, account=account
+        )
         if isinstance(result, Liquidation):
             gain = gross_gain(market, result)
             if best is None or gain > best.gross_gain_base:

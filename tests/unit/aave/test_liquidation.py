@@ -11,6 +11,7 @@ costs 1e8, so 1 D is worth 1e8 base units and 1 C is worth 2000e8.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import pytest
 
@@ -29,6 +30,7 @@ from overlord.aave import (
     StableDebt,
     UserAccount,
     UserReserve,
+    calculate_user_account_data,
     max_liquidation,
     reserve_bitmap,
     simulate_liquidation,
@@ -971,6 +973,24 @@ def test_max_liquidation_shrinks_the_debt_when_the_max_leaves_debt_dust(
     assert rejection(liquidate(market, DEBT_SHORT_USER, debt_to_cover=1_100 * D + 1)) is (
         LiquidationRevert.MUST_NOT_LEAVE_DUST
     )
+
+
+@pytest.mark.parametrize("version", POSITION_WIDE_CLOSE_FACTOR)
+def test_max_liquidation_with_the_account_data_given_is_the_same_and_uses_it(
+    version: ProtocolVersion,
+) -> None:
+    market = dust_market(version)
+    data = calculate_user_account_data(market, DEBT_SHORT_USER, NOW)
+
+    given = max_liquidation(market, DEBT_SHORT_USER, asset(0), asset(1), now=NOW, account=data)
+
+    assert given == max_liquidation(market, DEBT_SHORT_USER, asset(0), asset(1), now=NOW)
+    # It is the one the attempts validate with, not recomputed.
+    healthy = replace(data, health_factor=WAD)
+    rejected = max_liquidation(
+        market, DEBT_SHORT_USER, asset(0), asset(1), now=NOW, account=healthy
+    )
+    assert rejection(rejected) is LiquidationRevert.HEALTH_FACTOR_NOT_BELOW_THRESHOLD
 
 
 def collateral_short_market(version: ProtocolVersion) -> Market:
