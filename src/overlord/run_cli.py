@@ -26,12 +26,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from overlord.chain.market_ref import MarketResolutionError, ResolvedMarket, resolve_market
+from overlord.chain.oracle import read_base_currency_unit
 from overlord.chain.rpc import JsonRpcClient, RpcError
 from overlord.chain.ws import ws_url_for
 from overlord.config import Config, ConfigError, load_config
 from overlord.engine.engine import BlockReport, Engine, EngineSettings
 from overlord.engine.follower import Head, NodeChain
 from overlord.engine.live import LiveIngest, LiveSettings
+from overlord.engine.plans import CostModel
 from overlord.engine.runner import Runner
 from overlord.engine.scout import PriceScout
 from overlord.feeds.sources import discover_feeds, load_feed_overrides, merge
@@ -231,6 +233,7 @@ def _run_node(config: Config, blocks: int | None) -> None:
             stack.enter_context(_publisher(config)),
             _output_dir(config),
             on_event=_show_event,
+            costs=_costs(config, client, resolved.oracle),
         )
         console.print(
             f"{resolved.name}: Pool {resolved.pool}, {len(users)} users from block {head.number}",
@@ -305,13 +308,26 @@ def _show_block(report: BlockReport) -> None:
     )
 
 
+def _costs(config: Config, client: JsonRpcClient, oracle: str) -> CostModel:
+    """The planner's costs from ``[profit]``, in the oracle's base currency (USD markets)."""
+    try:
+        unit = read_base_currency_unit(client, oracle)
+    except RpcError as exc:
+        raise _fail(str(exc)) from None
+    return CostModel.from_usd(
+        fee_bps=config.profit.fee_bps,
+        gas_cost_usd=config.profit.gas_cost_usd,
+        base_currency_unit=unit,
+    )
+
+
 def _show_event(event: UnderwaterUserEvent) -> None:
     health = event.user_account_data.health_factor / 10**18
     plan = event.liquidation_plan
     take = ""
     if plan is not None:
-        gain = plan.estimated_gross_profit_base / 10**8
-        take = f", best: {plan.collateral_symbol}/{plan.debt_symbol} gain {gain:,.2f}"
+        net = plan.estimated_net_profit_base / 10**8
+        take = f", best: {plan.collateral_symbol}/{plan.debt_symbol} net {net:,.2f}"
     line = Text.assemble(
         ("UNDERWATER ", "bold red"),
         f"{event.address} HF {health:.6f} at block {event.block_number}{take}",
@@ -336,6 +352,7 @@ def _run_embedded(config: Config, users: int, steps: int) -> None:
             _output_dir(config),
             liquidator=devnet.manifest.accounts["liquidator"],
             on_event=_show_event,
+            costs=_costs(config, client, devnet.manifest.addresses["oracle"]),
         )
         _sync(runner, list(devnet.users), NodeChain(client).latest())
         scout = _scout(

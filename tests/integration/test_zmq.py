@@ -7,6 +7,7 @@ asynchronous in ZMQ, so tests publish until a consumer has accepted (PUSH) or re
 
 from __future__ import annotations
 
+import json
 import select
 import signal
 import subprocess
@@ -180,17 +181,25 @@ def test_listen_reports_malformed_messages_and_carries_on(
         # The first send blocks (bounded) until the listener's connection is up.
         pusher.setsockopt(zmq.SNDTIMEO, WAIT_MS)
         pusher.send(b"{not json")
-        pusher.send(b'{"schema_version": 1}')
+        pusher.send(b'{"schema_version": 2}')
+        # A version-1 producer's event: no plan costs, no net profit.
+        old = json.loads(encode_event(sample_event()))
+        old["schema_version"] = 1
+        for name in ("swap_cost_base", "flash_loan_premium_base", "gas_cost_base"):
+            del old["liquidation_plan"][name]
+        del old["liquidation_plan"]["estimated_net_profit_base"]
+        pusher.send(json.dumps(old).encode())
         pusher.send(encode_event(sample_event()))
         stdout, stderr = _finish(process)
     finally:
         pusher.close()
     assert process.returncode == 0, stderr
     assert stdout.startswith("block 21000000 0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf hf 0.9375")
-    assert stderr.count("malformed message:") == 2
+    assert stderr.count("malformed message:") == 3
     assert "not valid JSON" in stderr
     assert "missing required field" in stderr
-    assert "listen: 1 events, 2 malformed" in stderr
+    assert "unsupported schema_version 1 (this reader understands 2)" in stderr
+    assert "listen: 1 events, 3 malformed" in stderr
 
 
 def test_listen_subscribes_to_a_topic(ipc_endpoint: str) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from overlord.aave import AccountData, Market
 from overlord.engine.engine import BlockReport, Detection, Engine, SyncProgress
-from overlord.engine.plans import best_plan
+from overlord.engine.plans import CostModel, best_plan
 from overlord.engine.positions import BORROWING, COLLATERAL
 from overlord.engine.scout import PendingDetection
 from overlord.outputs.events import (
@@ -49,6 +49,7 @@ class Runner:
     output_dir: Path | None = None
     liquidator: str | None = None
     on_event: Callable[[UnderwaterUserEvent], None] | None = None
+    costs: CostModel = field(default_factory=CostModel)
     events: int = 0
     blocks: int = 0
     _sending: threading.Lock = field(default_factory=threading.Lock)
@@ -213,7 +214,9 @@ class Runner:
             # exactly these positions and the plan can reuse it; on the price path the
             # block path may have written in between, so the plan computes its own.
             known = account if trigger is None else None
-            plan = best_plan(market, user, now, self.liquidator, known) if user else None
+            plan = (
+                best_plan(market, user, now, self.liquidator, known, self.costs) if user else None
+            )
             yield (
                 event_from(
                     address,
@@ -224,6 +227,9 @@ class Runner:
                     pending=trigger,
                     liquidation=plan.liquidation if plan else None,
                     estimated_gross_profit_base=plan.gross_gain_base if plan else None,
+                    swap_cost_base=plan.swap_cost_base if plan else 0,
+                    flash_loan_premium_base=plan.flash_loan_premium_base if plan else 0,
+                    gas_cost_base=plan.gas_cost_base if plan else 0,
                     symbols=symbols,
                 )
             )

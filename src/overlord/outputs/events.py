@@ -1,13 +1,15 @@
 """``UnderwaterUserEvent``: what Overlord tells the world about a borrower below health factor 1.
 
 The event is a frozen :class:`msgspec.Struct` holding Python ints. Its wire form is JSON
-(spec: docs/events.md and docs/schemas/underwater-user-event-v1.json), language-neutral:
+(spec: docs/events.md and docs/schemas/underwater-user-event-v2.json), language-neutral:
 
 - every integer that can exceed 2**53 (JavaScript's safe range) is a canonical decimal
   **string**: ``total_collateral_base``, the six ``user_account_data`` values, every
   ``new_asset_prices[].price``, and the plan's ``debt_to_cover`` (``"max"`` for
-  ``type(uint256).max``), ``debt_repaid``, ``collateral_received``, ``protocol_fee`` and
-  ``estimated_gross_profit_base`` (the only signed one);
+  ``type(uint256).max``), ``debt_repaid``, ``collateral_received``, ``protocol_fee``,
+  ``estimated_gross_profit_base``, ``swap_cost_base``, ``flash_loan_premium_base``,
+  ``gas_cost_base`` and ``estimated_net_profit_base`` (the gross and the net are the
+  signed ones);
 - block numbers, timestamps, the chain id and the schema version are JSON integers,
   bounded by 2**53 - 1.
 
@@ -19,7 +21,8 @@ so whatever :func:`encode_event` writes, :func:`decode_event` reads back equal.
 
 :func:`event_from` maps an :class:`overlord.aave.AccountData` and an optional
 :class:`overlord.aave.Liquidation` onto an event. It only copies values: every number is
-computed elsewhere (the profit estimate too).
+computed elsewhere (the profit estimate and the costs too), except the plan's net profit,
+which is the gross minus the costs.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from eth_utils.address import to_checksum_address as _eip55
 from overlord.aave import MAX_DEBT_TO_COVER, AccountData, Liquidation
 from overlord.aave.account import ACCOUNT_DATA_KEYS
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 """The schema version this module writes and the only one it reads."""
 
 UINT256_MAX: Final = 2**256 - 1
@@ -85,7 +88,7 @@ _PROTOCOL_VERSION = re.compile(PROTOCOL_VERSION_PATTERN)
 
 
 class EventDecodeError(ValueError):
-    """The bytes are not a valid version-1 ``UnderwaterUserEvent``; ``str()`` says why."""
+    """The bytes are not a valid version-2 ``UnderwaterUserEvent``; ``str()`` says why."""
 
 
 # Value checks shared by the event types (and by the trace writer).
@@ -131,6 +134,10 @@ def _check_address(name: str, value: object) -> None:
 def _is_checksummed(address: str) -> bool:
     # The pool, the reserves and hot borrowers recur in every event; keccak each once.
     return to_checksum_address(address) == address
+
+
+def _unsupported_version(version: object) -> str:
+    return f"unsupported schema_version {version!r} (this reader understands {SCHEMA_VERSION})"
 
 
 def _check_symbol(name: str, value: object) -> None:
@@ -196,14 +203,41 @@ class AssetPrice(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         _check_uint256("new_asset_prices.price", self.price)
 
 
+_PLAN_UINT_FIELDS: Final = (
+    "debt_to_cover",
+    "debt_repaid",
+    "collateral_received",
+    "protocol_fee",
+    "swap_cost_base",
+    "flash_loan_premium_base",
+    "gas_cost_base",
+)
+
+
+def _net_profit(gross: int, swap_cost: int, flash_loan_premium: int, gas_cost: int) -> int:
+    """The plan's net profit: the gross minus the three costs (all base-currency units)."""
+    return gross - swap_cost - flash_loan_premium - gas_cost
+
+
 class LiquidationPlan(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The liquidation Overlord would make now: one ``liquidationCall`` and what it moves.
 
     ``debt_to_cover`` is the argument to pass (``MAX_DEBT_TO_COVER`` = liquidate as much as
     the Pool allows; ``"max"`` on the wire). ``debt_repaid`` is in debt-token units,
     ``collateral_received`` (to the liquidator) and ``protocol_fee`` (to the treasury) in
-    collateral-token units. ``estimated_gross_profit_base`` is collateral received minus
-    debt repaid, valued at the event's prices, in base-currency units; it can be negative.
+    collateral-token units.
+
+    The profit and costs are in base-currency units, valued at the event's prices:
+
+    - ``estimated_gross_profit_base``: collateral received minus debt repaid; can be
+      negative;
+    - ``swap_cost_base``: the fee on selling the received collateral for the debt asset
+      (0 when they are the same asset);
+    - ``flash_loan_premium_base``: the flash-loan premium (0 in inventory mode, when the
+      liquidator repays from its own balance);
+    - ``gas_cost_base``: the gas of the liquidation, converted to base-currency units;
+    - ``estimated_net_profit_base``: the gross minus the three costs, exactly (checked);
+      can be negative.
     """
 
     collateral_asset: str
@@ -215,18 +249,32 @@ class LiquidationPlan(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     collateral_received: int
     protocol_fee: int
     estimated_gross_profit_base: int
+    swap_cost_base: int
+    flash_loan_premium_base: int
+    gas_cost_base: int
+    estimated_net_profit_base: int
 
     def __post_init__(self) -> None:
         _check_address("liquidation_plan.collateral_asset", self.collateral_asset)
         _check_symbol("liquidation_plan.collateral_symbol", self.collateral_symbol)
         _check_address("liquidation_plan.debt_asset", self.debt_asset)
         _check_symbol("liquidation_plan.debt_symbol", self.debt_symbol)
-        for name in ("debt_to_cover", "debt_repaid", "collateral_received", "protocol_fee"):
+        for name in _PLAN_UINT_FIELDS:
             _check_uint256(f"liquidation_plan.{name}", getattr(self, name))
-        profit = self.estimated_gross_profit_base
-        _check_int(
-            "liquidation_plan.estimated_gross_profit_base", profit, -UINT256_MAX, UINT256_MAX
+        for name in ("estimated_gross_profit_base", "estimated_net_profit_base"):
+            _check_int(f"liquidation_plan.{name}", getattr(self, name), -UINT256_MAX, UINT256_MAX)
+        net = _net_profit(
+            self.estimated_gross_profit_base,
+            self.swap_cost_base,
+            self.flash_loan_premium_base,
+            self.gas_cost_base,
         )
+        if self.estimated_net_profit_base != net:
+            raise ValueError(
+                f"liquidation_plan.estimated_net_profit_base = {self.estimated_net_profit_base}"
+                f" is not estimated_gross_profit_base - swap_cost_base"
+                f" - flash_loan_premium_base - gas_cost_base = {net}"
+            )
 
 
 class UnderwaterUserEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -262,7 +310,7 @@ class UnderwaterUserEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
 
     def __post_init__(self) -> None:
         if self.schema_version != SCHEMA_VERSION:
-            raise ValueError(f"unsupported schema_version {self.schema_version!r}")
+            raise ValueError(_unsupported_version(self.schema_version))
         _check_text("event_id", self.event_id, _EVENT_ID)
         _check_address("address", self.address)
         _check_text("trace_id", self.trace_id, _TRACE_ID)
@@ -358,6 +406,10 @@ class _WirePlan(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     collateral_received: _Uint
     protocol_fee: _Uint
     estimated_gross_profit_base: _Int
+    swap_cost_base: _Uint
+    flash_loan_premium_base: _Uint
+    gas_cost_base: _Uint
+    estimated_net_profit_base: _Int
 
 
 class _WireEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -403,6 +455,10 @@ def _wire_plan(plan: LiquidationPlan) -> _WirePlan:
         collateral_received=str(plan.collateral_received),
         protocol_fee=str(plan.protocol_fee),
         estimated_gross_profit_base=str(plan.estimated_gross_profit_base),
+        swap_cost_base=str(plan.swap_cost_base),
+        flash_loan_premium_base=str(plan.flash_loan_premium_base),
+        gas_cost_base=str(plan.gas_cost_base),
+        estimated_net_profit_base=str(plan.estimated_net_profit_base),
     )
 
 
@@ -451,6 +507,10 @@ def _plan_from_wire(plan: _WirePlan) -> LiquidationPlan:
         collateral_received=int(plan.collateral_received),
         protocol_fee=int(plan.protocol_fee),
         estimated_gross_profit_base=int(plan.estimated_gross_profit_base),
+        swap_cost_base=int(plan.swap_cost_base),
+        flash_loan_premium_base=int(plan.flash_loan_premium_base),
+        gas_cost_base=int(plan.gas_cost_base),
+        estimated_net_profit_base=int(plan.estimated_net_profit_base),
     )
 
 
@@ -501,7 +561,7 @@ def _version_problem(data: bytes) -> str | None:
     # Only a well-formed other version explains the failure; a bad one is just a bad field.
     if not isinstance(version, int) or isinstance(version, bool) or version == SCHEMA_VERSION:
         return None
-    return f"unsupported schema_version {version!r} (this reader understands {SCHEMA_VERSION})"
+    return _unsupported_version(version)
 
 
 def decode_event(data: bytes) -> UnderwaterUserEvent:
@@ -510,7 +570,9 @@ def decode_event(data: bytes) -> UnderwaterUserEvent:
     Raises:
         EventDecodeError: the bytes are not JSON, a field is missing, unknown, of the wrong
             type or malformed (bad address, checksum, decimal string), a value is out of
-            range, or the schema version is not 1. The message names the field.
+            range, the plan's net profit is not its gross minus its costs, or the schema
+            version is not 2 (:data:`SCHEMA_VERSION`). The message names the field, or both
+            versions.
     """
     try:
         wire = _DECODER.decode(data)
@@ -520,10 +582,7 @@ def decode_event(data: bytes) -> UnderwaterUserEvent:
     except msgspec.DecodeError as exc:
         raise EventDecodeError(f"not valid JSON: {exc}") from exc
     if wire.schema_version != SCHEMA_VERSION:
-        raise EventDecodeError(
-            f"unsupported schema_version {wire.schema_version!r} "
-            f"(this reader understands {SCHEMA_VERSION})"
-        )
+        raise EventDecodeError(_unsupported_version(wire.schema_version))
     try:
         return _from_wire(wire)
     except ValueError as exc:
@@ -569,12 +628,22 @@ def _symbol(table: Mapping[str, str], asset: str) -> str:
 
 
 def plan_from(
-    liquidation: Liquidation, symbols: Mapping[str, str], estimated_gross_profit_base: int
+    liquidation: Liquidation,
+    symbols: Mapping[str, str],
+    estimated_gross_profit_base: int,
+    *,
+    swap_cost_base: int = 0,
+    flash_loan_premium_base: int = 0,
+    gas_cost_base: int = 0,
 ) -> LiquidationPlan:
     """Copy a :class:`overlord.aave.Liquidation` into a plan (``symbols`` keyed lower-case).
 
+    The gross profit and the three costs (base-currency units, see
+    :class:`LiquidationPlan`) are copied; ``estimated_net_profit_base`` is the gross minus
+    the costs.
+
     Raises:
-        ValueError: an asset has no symbol, or a value is out of range.
+        ValueError: an asset has no symbol, or a value (the net included) is out of range.
     """
     return LiquidationPlan(
         collateral_asset=to_checksum_address(liquidation.collateral_asset),
@@ -586,6 +655,12 @@ def plan_from(
         collateral_received=liquidation.collateral_to_liquidator,
         protocol_fee=liquidation.protocol_fee,
         estimated_gross_profit_base=estimated_gross_profit_base,
+        swap_cost_base=swap_cost_base,
+        flash_loan_premium_base=flash_loan_premium_base,
+        gas_cost_base=gas_cost_base,
+        estimated_net_profit_base=_net_profit(
+            estimated_gross_profit_base, swap_cost_base, flash_loan_premium_base, gas_cost_base
+        ),
     )
 
 
@@ -598,6 +673,9 @@ def event_from(
     prices: Iterable[AssetPrice] = (),
     liquidation: Liquidation | None = None,
     estimated_gross_profit_base: int | None = None,
+    swap_cost_base: int = 0,
+    flash_loan_premium_base: int = 0,
+    gas_cost_base: int = 0,
     symbols: Mapping[str, str] | None = None,
     pending: PendingTrigger | None = None,
 ) -> UnderwaterUserEvent:
@@ -606,6 +684,9 @@ def event_from(
     ``prices`` are the oracle prices the evaluation used (``new_asset_prices``).
     ``liquidation`` (the best pair, or ``None``) needs ``estimated_gross_profit_base``;
     its assets' symbols come from ``symbols`` (asset → symbol) or else from ``prices``.
+    ``swap_cost_base``, ``flash_loan_premium_base`` and ``gas_cost_base`` are the plan's
+    costs (base-currency units, see :class:`LiquidationPlan`); the plan's net profit is the
+    gross minus them (:func:`plan_from`). Without a ``liquidation`` they are ignored.
     ``pending`` is the pending transaction that triggered the evaluation, if any; it is part
     of the event id. Addresses are written in EIP-55 form.
 
@@ -619,7 +700,14 @@ def event_from(
         if estimated_gross_profit_base is None:
             raise ValueError("a liquidation plan needs estimated_gross_profit_base")
         table = _symbol_table(symbols, price_list)
-        plan = plan_from(liquidation, table, estimated_gross_profit_base)
+        plan = plan_from(
+            liquidation,
+            table,
+            estimated_gross_profit_base,
+            swap_cost_base=swap_cost_base,
+            flash_loan_premium_base=flash_loan_premium_base,
+            gas_cost_base=gas_cost_base,
+        )
     address = to_checksum_address(user)
     pool = to_checksum_address(block.pool)
     trigger = BLOCK_TRIGGER if pending is None else pending.tx_hash

@@ -137,7 +137,8 @@ def _describe_plan(plan: LiquidationPlan | None) -> str:
         f"plan: repay {plan.debt_repaid} {_printable(plan.debt_symbol)} "
         f"(debtToCover {to_cover}) for {plan.collateral_received} "
         f"{_printable(plan.collateral_symbol)} (fee {plan.protocol_fee}), "
-        f"gross profit {plan.estimated_gross_profit_base} base"
+        f"gross profit {plan.estimated_gross_profit_base} base, "
+        f"net {plan.estimated_net_profit_base} base"
     )
 
 

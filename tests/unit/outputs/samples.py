@@ -41,6 +41,14 @@ PRICES = (
 )
 PENDING = PendingTrigger(tx_hash=TX_HASH, raw_tx="0x02f8b1", inclusion_block=21_000_001)
 
+# The sample plan's profit and costs, base units: 0.05 % swap fee on 11 550 USD of WETH,
+# 0.05 % flash-loan premium on 11 000 USD of USDC, 7.50 USD of gas.
+GROSS_PROFIT = 55_000_000_000
+SWAP_COST = 577_500_000
+FLASH_LOAN_PREMIUM = 550_000_000
+GAS_COST = 750_000_000
+NET_PROFIT = 53_122_500_000
+
 
 def liquidation(*, debt_to_cover: int = MAX_DEBT_TO_COVER) -> Liquidation:
     """A plausible WETH/USDC liquidation of :data:`ACCOUNT` (the math is not under test)."""
@@ -72,7 +80,11 @@ def sample_plan() -> LiquidationPlan:
         debt_repaid=11_000_000_000,
         collateral_received=4_620_000_000_000_000_000,
         protocol_fee=12_345,
-        estimated_gross_profit_base=55_000_000_000,
+        estimated_gross_profit_base=GROSS_PROFIT,
+        swap_cost_base=SWAP_COST,
+        flash_loan_premium_base=FLASH_LOAN_PREMIUM,
+        gas_cost_base=GAS_COST,
+        estimated_net_profit_base=NET_PROFIT,
     )
 
 

@@ -16,19 +16,27 @@ from overlord.aave import MAX_DEBT_TO_COVER, NO_DEBT_HEALTH_FACTOR
 from overlord.aave.account import ACCOUNT_DATA_KEYS
 from overlord.outputs.events import (
     BLOCK_TRIGGER,
+    SCHEMA_VERSION,
     EventDecodeError,
+    LiquidationPlan,
     UnderwaterUserEvent,
     decode_event,
     encode_event,
     event_from,
     event_id_for,
+    plan_from,
 )
 from tests.unit.outputs.samples import (
     ACCOUNT,
     BLOCK,
+    FLASH_LOAN_PREMIUM,
+    GAS_COST,
+    GROSS_PROFIT,
+    NET_PROFIT,
     PENDING,
     POOL,
     PRICES,
+    SWAP_COST,
     TX_HASH,
     UINT256_MAX,
     USDC,
@@ -36,6 +44,7 @@ from tests.unit.outputs.samples import (
     WETH,
     liquidation,
     sample_event,
+    sample_plan,
 )
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
@@ -89,6 +98,17 @@ def test_big_integers_travel_as_decimal_strings() -> None:
     assert plan["debt_to_cover"] == "max"
     assert plan["collateral_received"] == "4620000000000000000"
     assert plan["estimated_gross_profit_base"] == "55000000000"
+    assert plan["swap_cost_base"] == "577500000"
+    assert plan["flash_loan_premium_base"] == "550000000"
+    assert plan["gas_cost_base"] == "750000000"
+    assert plan["estimated_net_profit_base"] == "53122500000"
+    assert list(plan)[-5:] == [
+        "estimated_gross_profit_base",
+        "swap_cost_base",
+        "flash_loan_premium_base",
+        "gas_cost_base",
+        "estimated_net_profit_base",
+    ]
 
 
 def test_small_integers_travel_as_numbers_and_none_as_null() -> None:
@@ -96,7 +116,7 @@ def test_small_integers_travel_as_numbers_and_none_as_null() -> None:
     assert document["block_number"] == 21_000_000
     assert document["block_timestamp"] == 1_730_000_000
     assert document["chain_id"] == 1
-    assert document["schema_version"] == 1
+    assert document["schema_version"] == SCHEMA_VERSION == 2
     assert document["tx_hash"] is None
     assert document["raw_tx"] is None
     assert document["inclusion_block"] is None
@@ -119,9 +139,75 @@ def test_debt_to_cover_max_and_amount_both_decode() -> None:
 def test_negative_gross_profit_round_trips() -> None:
     document = wire(sample_event())
     document["liquidation_plan"]["estimated_gross_profit_base"] = "-1"
+    document["liquidation_plan"]["estimated_net_profit_base"] = str(-1 - 1_877_500_000)
     plan = decode_event(encoded(document)).liquidation_plan
     assert plan is not None
     assert plan.estimated_gross_profit_base == -1
+    assert plan.estimated_net_profit_base == -1_877_500_001
+
+
+def _plan_event(**changes: int) -> UnderwaterUserEvent:
+    return msgspec.structs.replace(
+        sample_event(), liquidation_plan=msgspec.structs.replace(sample_plan(), **changes)
+    )
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        # Positive gross, costs above it: a negative net.
+        {"swap_cost_base": 60_000_000_000, "estimated_net_profit_base": -6_300_000_000},
+        # Every value beyond 2**53: exact as decimal strings, not as JSON numbers.
+        {
+            "estimated_gross_profit_base": 2**200,
+            "swap_cost_base": 2**53 + 1,
+            "flash_loan_premium_base": 2**64 + 7,
+            "gas_cost_base": 2**60 + 3,
+            "estimated_net_profit_base": 2**200 - (2**53 + 1) - (2**64 + 7) - (2**60 + 3),
+        },
+        # A large negative net (beyond -2**53) from costs beyond 2**53.
+        {
+            "estimated_gross_profit_base": 1,
+            "swap_cost_base": 2**255,
+            "flash_loan_premium_base": 0,
+            "gas_cost_base": 2**54 + 1,
+            "estimated_net_profit_base": 1 - 2**255 - (2**54 + 1),
+        },
+        # The extremes of the ranges.
+        {
+            "estimated_gross_profit_base": UINT256_MAX,
+            "swap_cost_base": UINT256_MAX,
+            "flash_loan_premium_base": 0,
+            "gas_cost_base": 0,
+            "estimated_net_profit_base": 0,
+        },
+        {
+            "estimated_gross_profit_base": -UINT256_MAX,
+            "swap_cost_base": 0,
+            "flash_loan_premium_base": 0,
+            "gas_cost_base": 0,
+            "estimated_net_profit_base": -UINT256_MAX,
+        },
+        # Same asset, inventory mode: no swap, no premium; only gas.
+        {
+            "swap_cost_base": 0,
+            "flash_loan_premium_base": 0,
+            "estimated_net_profit_base": GROSS_PROFIT - GAS_COST,
+        },
+    ],
+    ids=["negative-net", "above-2**53", "large-negative-net", "max-gross", "min-gross", "gas-only"],
+)
+def test_plan_costs_and_net_round_trip_exactly(changes: dict[str, int]) -> None:
+    event = _plan_event(**changes)
+    document = wire(event)
+    for name, value in changes.items():
+        assert document["liquidation_plan"][name] == str(value)
+    decoded = decode_event(encoded(document))
+    assert decoded == event
+    assert decoded.liquidation_plan is not None
+    for name, value in changes.items():
+        assert getattr(decoded.liquidation_plan, name) == value
+    assert encode_event(decoded) == encode_event(event)
 
 
 def test_lower_case_addresses_are_accepted() -> None:
@@ -180,6 +266,56 @@ MALFORMED = [
     ),
     ("extra-top-level-field", _set("surprise", 1), "unknown field `surprise`"),
     ("extra-nested-field", _set("liquidation_plan.bribe", "1"), "unknown field `bribe`"),
+    (
+        "missing-net-profit",
+        _delete("liquidation_plan.estimated_net_profit_base"),
+        "missing required field `estimated_net_profit_base`",
+    ),
+    (
+        "missing-swap-cost",
+        _delete("liquidation_plan.swap_cost_base"),
+        "missing required field `swap_cost_base`",
+    ),
+    (
+        "number-for-gas-cost",
+        _set("liquidation_plan.gas_cost_base", 750_000_000),
+        "$.liquidation_plan.gas_cost_base",
+    ),
+    (
+        "negative-swap-cost",
+        _set("liquidation_plan.swap_cost_base", "-1"),
+        "$.liquidation_plan.swap_cost_base",
+    ),
+    (
+        "negative-premium",
+        _set("liquidation_plan.flash_loan_premium_base", "-550000000"),
+        "$.liquidation_plan.flash_loan_premium_base",
+    ),
+    (
+        "leading-zero-net",
+        _set("liquidation_plan.estimated_net_profit_base", "053122500000"),
+        "$.liquidation_plan.estimated_net_profit_base",
+    ),
+    (
+        "cost-above-uint256",
+        _set("liquidation_plan.gas_cost_base", str(2**256)),
+        "liquidation_plan.gas_cost_base",
+    ),
+    (
+        "net-is-the-gross",
+        _set("liquidation_plan.estimated_net_profit_base", "55000000000"),
+        "liquidation_plan.estimated_net_profit_base = 55000000000 is not",
+    ),
+    (
+        "net-off-by-one",
+        _set("liquidation_plan.estimated_net_profit_base", "53122500001"),
+        "liquidation_plan.estimated_net_profit_base = 53122500001 is not",
+    ),
+    (
+        "cost-changed-net-not",
+        _set("liquidation_plan.gas_cost_base", "750000001"),
+        "liquidation_plan.estimated_net_profit_base",
+    ),
     ("number-for-decimal-string", _set("total_collateral_base", 5), "$.total_collateral_base"),
     ("string-for-number", _set("block_number", "21000000"), "$.block_number"),
     ("bool-for-number", _set("chain_id", True), "$.chain_id"),
@@ -206,9 +342,18 @@ MALFORMED = [
     ("bad-event-id", _set("event_id", "XYZ"), "$.event_id"),
     ("raw-tx-without-hash", _set("tx_hash", None), "need a tx_hash"),
     ("inconsistent-collateral", _set("total_collateral_base", "1"), "total_collateral_base"),
-    ("unknown-version", _set("schema_version", 2), "unsupported schema_version 2"),
+    (
+        "previous-version",
+        _set("schema_version", 1),
+        "unsupported schema_version 1 (this reader understands 2)",
+    ),
+    (
+        "unknown-version",
+        _set("schema_version", 3),
+        "unsupported schema_version 3 (this reader understands 2)",
+    ),
     ("version-zero", _set("schema_version", 0), "unsupported schema_version 0"),
-    ("version-as-string", _set("schema_version", "1"), "$.schema_version"),
+    ("version-as-string", _set("schema_version", "2"), "$.schema_version"),
     ("missing-version", _delete("schema_version"), "missing required field `schema_version`"),
 ]
 
@@ -246,9 +391,50 @@ def test_non_events_are_rejected(data: bytes, reason: str) -> None:
 
 
 def test_a_future_version_is_named_even_when_its_fields_differ() -> None:
-    future = encoded({"schema_version": 2, "user": USER, "health": "1"})
-    with pytest.raises(EventDecodeError, match="unsupported schema_version 2"):
+    future = encoded({"schema_version": 3, "user": USER, "health": "1"})
+    with pytest.raises(EventDecodeError, match="unsupported schema_version 3"):
         decode_event(future)
+
+
+V2_PLAN_FIELDS = (
+    "swap_cost_base",
+    "flash_loan_premium_base",
+    "gas_cost_base",
+    "estimated_net_profit_base",
+)
+
+
+def version_1(event: UnderwaterUserEvent) -> Document:
+    """``event`` as a version-1 producer wrote it: no plan costs, no net profit."""
+    document = wire(event)
+    document["schema_version"] = 1
+    if document["liquidation_plan"] is not None:
+        for name in V2_PLAN_FIELDS:
+            del document["liquidation_plan"][name]
+    return document
+
+
+@pytest.mark.parametrize(
+    "event",
+    [sample_event(), sample_event(pending=False, plan=False)],
+    # With a plan, the v1 message also fails on its fields (the envelope path names the
+    # version instead); without one, its fields are valid v2 and only the version differs.
+    ids=["with-plan", "without-plan"],
+)
+def test_a_version_1_message_is_rejected_naming_both_versions(
+    event: UnderwaterUserEvent,
+) -> None:
+    with pytest.raises(EventDecodeError) as raised:
+        decode_event(encoded(version_1(event)))
+    assert str(raised.value) == "unsupported schema_version 1 (this reader understands 2)"
+
+
+def test_a_version_1_plan_lacks_the_costs_and_the_net() -> None:
+    # What the envelope path turns into the version error above.
+    document = version_1(sample_event())
+    document["schema_version"] = SCHEMA_VERSION
+    with pytest.raises(EventDecodeError, match="missing required field `swap_cost_base`"):
+        decode_event(encoded(document))
 
 
 def test_decode_error_is_a_value_error_chaining_the_cause() -> None:
@@ -267,7 +453,11 @@ def test_decode_error_is_a_value_error_chaining_the_cause() -> None:
         ({"chain_id": 0}, "chain_id"),
         ({"block_number": True}, "block_number must be an int"),
         ({"total_collateral_base": 1}, "differs"),
-        ({"schema_version": 2}, "unsupported schema_version"),
+        (
+            {"schema_version": 1},
+            re.escape("unsupported schema_version 1 (this reader understands 2)"),
+        ),
+        ({"schema_version": 3}, "unsupported schema_version 3"),
         ({"protocol_version": "three"}, "protocol_version"),
         ({"tx_hash": None}, "need a tx_hash"),
     ],
@@ -277,6 +467,68 @@ def test_invalid_values_cannot_be_constructed(changes: dict[str, object], reason
     fields.update(changes)
     with pytest.raises(ValueError, match=reason):
         UnderwaterUserEvent(**fields)
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"estimated_net_profit_base": GROSS_PROFIT}, "estimated_net_profit_base = 55000000000"),
+        ({"estimated_net_profit_base": NET_PROFIT - 1}, "estimated_net_profit_base"),
+        ({"estimated_net_profit_base": NET_PROFIT + 1}, "estimated_net_profit_base"),
+        ({"estimated_net_profit_base": -NET_PROFIT}, "estimated_net_profit_base"),
+        ({"swap_cost_base": SWAP_COST + 1}, "estimated_net_profit_base"),
+        ({"flash_loan_premium_base": 0}, "estimated_net_profit_base"),
+        ({"gas_cost_base": GAS_COST - 1}, "estimated_net_profit_base"),
+        ({"estimated_gross_profit_base": GROSS_PROFIT + 1}, "estimated_net_profit_base"),
+        ({"swap_cost_base": -1}, "liquidation_plan.swap_cost_base = -1 is outside"),
+        ({"flash_loan_premium_base": 2**256}, "liquidation_plan.flash_loan_premium_base"),
+        ({"gas_cost_base": True}, "liquidation_plan.gas_cost_base must be an int"),
+        ({"swap_cost_base": 1.0}, "liquidation_plan.swap_cost_base must be an int"),
+        ({"estimated_net_profit_base": "1"}, "estimated_net_profit_base must be an int"),
+        # Each value in range, but the net they imply is not: the range check names it.
+        (
+            {
+                "estimated_gross_profit_base": -UINT256_MAX,
+                "swap_cost_base": 0,
+                "flash_loan_premium_base": 0,
+                "gas_cost_base": 1,
+                "estimated_net_profit_base": -UINT256_MAX - 1,
+            },
+            "liquidation_plan.estimated_net_profit_base = -" + str(2**256) + " is outside",
+        ),
+    ],
+    ids=[
+        "net-is-gross",
+        "net-minus-one",
+        "net-plus-one",
+        "net-sign-flipped",
+        "swap-cost-changed",
+        "premium-changed",
+        "gas-changed",
+        "gross-changed",
+        "negative-swap-cost",
+        "premium-above-uint256",
+        "bool-gas",
+        "float-swap-cost",
+        "string-net",
+        "net-below-range",
+    ],
+)
+def test_invalid_plans_cannot_be_constructed(changes: dict[str, object], reason: str) -> None:
+    fields = {name: getattr(sample_plan(), name) for name in LiquidationPlan.__struct_fields__}
+    fields.update(changes)
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        LiquidationPlan(**fields)
+
+
+def test_the_net_profit_error_names_the_field_and_the_expected_value() -> None:
+    with pytest.raises(ValueError, match="estimated_net_profit_base") as raised:
+        msgspec.structs.replace(sample_plan(), estimated_net_profit_base=GROSS_PROFIT)
+    assert str(raised.value) == (
+        "liquidation_plan.estimated_net_profit_base = 55000000000 is not "
+        "estimated_gross_profit_base - swap_cost_base - flash_loan_premium_base - "
+        "gas_cost_base = 53122500000"
+    )
 
 
 # Event ids.
@@ -332,7 +584,10 @@ def test_event_from_maps_account_block_prices_and_plan() -> None:
         "trace0001",
         prices=PRICES,
         liquidation=liquidation(),
-        estimated_gross_profit_base=55_000_000_000,
+        estimated_gross_profit_base=GROSS_PROFIT,
+        swap_cost_base=SWAP_COST,
+        flash_loan_premium_base=FLASH_LOAN_PREMIUM,
+        gas_cost_base=GAS_COST,
         pending=PENDING,
     )
     assert event.address == USER  # checksummed
@@ -349,7 +604,66 @@ def test_event_from_maps_account_block_prices_and_plan() -> None:
     assert event.event_id == event_id_for(
         chain_id=1, pool=POOL, user=USER, block_number=21_000_000, trigger=TX_HASH
     )
+    assert event.liquidation_plan is not None
+    assert event.liquidation_plan.estimated_net_profit_base == NET_PROFIT
     assert event == sample_event()
+
+
+def test_event_from_without_costs_has_a_net_equal_to_the_gross() -> None:
+    event = event_from(
+        USER,
+        ACCOUNT,
+        BLOCK,
+        "t",
+        prices=PRICES,
+        liquidation=liquidation(),
+        estimated_gross_profit_base=GROSS_PROFIT,
+    )
+    plan = event.liquidation_plan
+    assert plan is not None
+    costs = (plan.swap_cost_base, plan.flash_loan_premium_base, plan.gas_cost_base)
+    assert costs == (0, 0, 0)
+    assert plan.estimated_net_profit_base == plan.estimated_gross_profit_base == GROSS_PROFIT
+
+
+@pytest.mark.parametrize(
+    ("gross", "swap", "premium", "gas", "net"),
+    [
+        (GROSS_PROFIT, SWAP_COST, FLASH_LOAN_PREMIUM, GAS_COST, NET_PROFIT),
+        (GROSS_PROFIT, 0, 0, 0, GROSS_PROFIT),
+        (100, 70, 0, 50, -20),
+        (-5, 1, 2, 3, -11),
+        (2**200, 2**199, 2**198, 2**60, 2**198 - 2**60),
+    ],
+    ids=["sample", "no-costs", "negative-net", "negative-gross", "above-2**53"],
+)
+def test_plan_from_copies_the_costs_and_computes_the_net(
+    gross: int, swap: int, premium: int, gas: int, net: int
+) -> None:
+    symbols = {WETH.lower(): "WETH", USDC.lower(): "USDC"}
+    plan = plan_from(
+        liquidation(),
+        symbols,
+        gross,
+        swap_cost_base=swap,
+        flash_loan_premium_base=premium,
+        gas_cost_base=gas,
+    )
+    assert (plan.estimated_gross_profit_base, plan.swap_cost_base) == (gross, swap)
+    assert (plan.flash_loan_premium_base, plan.gas_cost_base) == (premium, gas)
+    assert plan.estimated_net_profit_base == net
+
+
+def test_plan_from_rejects_a_net_out_of_range() -> None:
+    symbols = {WETH.lower(): "WETH", USDC.lower(): "USDC"}
+    with pytest.raises(ValueError, match="estimated_net_profit_base"):
+        plan_from(liquidation(), symbols, -UINT256_MAX, gas_cost_base=1)
+
+
+def test_event_from_ignores_costs_without_a_liquidation() -> None:
+    event = event_from(USER, ACCOUNT, BLOCK, "t", swap_cost_base=1, gas_cost_base=2)
+    assert event.liquidation_plan is None
+    assert event == event_from(USER, ACCOUNT, BLOCK, "t")
 
 
 def test_event_from_without_a_liquidation_or_trigger() -> None:
@@ -371,12 +685,14 @@ def test_event_from_symbols_override_prices() -> None:
         prices=PRICES,
         liquidation=liquidation(debt_to_cover=7),
         estimated_gross_profit_base=-3,
+        gas_cost_base=2,
         symbols={USDC: "USDC.e"},
     )
     plan = event.liquidation_plan
     assert plan is not None
     assert (plan.collateral_symbol, plan.debt_symbol) == ("WETH", "USDC.e")
     assert (plan.debt_to_cover, plan.estimated_gross_profit_base) == (7, -3)
+    assert (plan.gas_cost_base, plan.estimated_net_profit_base) == (2, -5)
 
 
 def test_event_from_needs_a_profit_estimate_and_symbols() -> None:

@@ -33,7 +33,7 @@ def test_describe_shows_user_health_factor_amounts_trigger_and_plan() -> None:
         f"block 21000000 {USER} hf 0.9375 collateral 1250000000000 debt 1100000000000 base, "
         f"trace trace0001 tx {TX_HASH} for block 21000001; plan: repay 11000000000 USDC "
         "(debtToCover max) for 4620000000000000000 WETH (fee 12345), "
-        "gross profit 55000000000 base"
+        "gross profit 55000000000 base, net 53122500000 base"
     )
 
 

@@ -1,0 +1,1 @@
+"""Liquidation economics: what a liquidation is worth to the liquidator, in USD."""

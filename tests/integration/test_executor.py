@@ -1,0 +1,235 @@
+"""The executor on the devnet: the engine announces, the executor liquidates, the chain agrees.
+
+A 45 % ETH crash and a 30 % BTC crash sink a set of the seeded users; the engine's events go
+to the executor one by one. Every block is mined 12 s after the previous one
+(``anvil_setBlockTimestampInterval``), the inclusion delay the executor plans with, so the
+plan is sized at the very timestamp the liquidation executes at.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from overlord.chain import aave_abi
+from overlord.chain.rpc import JsonRpcClient
+from overlord.devnet.launch import Devnet, running_devnet
+from overlord.devnet.transactions import Tx, TxSender
+from overlord.engine.engine import Engine, EngineSettings
+from overlord.engine.follower import NodeChain
+from overlord.engine.plans import CostModel, plan_of, ranked_plans
+from overlord.engine.runner import Runner
+from overlord.executor.executor import LIQUIDATION_CALL_TOPIC, Executor, ExecutorSettings
+from overlord.executor.store import AttemptStore, Status
+from overlord.executor.submit import NodeAccountSubmitter
+from overlord.outputs.events import UnderwaterUserEvent
+
+BLOCK_INTERVAL_S = 12
+USERS, SEED = 400, 7
+INVENTORY = 10**30  # of every debt asset, in its own units: never the limit here
+
+
+def fund_liquidator(devnet: Devnet, rpc: JsonRpcClient) -> str:
+    manifest = devnet.manifest
+    admin, liquidator = manifest.accounts["admin"], manifest.accounts["liquidator"]
+    TxSender(rpc).send(
+        [
+            Tx(admin, reserve.asset, aave_abi.MINT.encode(liquidator, INVENTORY), "mint")
+            for reserve in manifest.reserves
+        ]
+    )
+    return liquidator
+
+
+CRASH = {"ETH / USD": 1_200, "BTC / USD": 30_000, "LINK / USD": 5}  # from 3,000 / 60,000 / 15
+RESTORE = {"ETH / USD": 3_000, "BTC / USD": 60_000, "LINK / USD": 15}
+
+
+def set_prices(devnet: Devnet, rpc: JsonRpcClient, dollars: dict[str, int]) -> None:
+    manifest = devnet.manifest
+    admin = manifest.accounts["admin"]
+    TxSender(rpc).send(
+        [
+            Tx(admin, manifest.feed(name).address, aave_abi.UPDATE_ANSWER.encode(usd * 10**8), name)
+            for name, usd in dollars.items()
+        ]
+    )
+
+
+@pytest.fixture(scope="module", params=["3.0.2", "3.6.0"])
+def market_devnet(request: pytest.FixtureRequest) -> Iterator[Devnet]:
+    """A chain with more borrowers than the shared one: the crash must sink 20+ of them."""
+    with running_devnet(request.param, users=USERS, seed=SEED) as devnet:
+        yield devnet
+
+
+@pytest.fixture
+def devnet(market_devnet: Devnet) -> Iterator[Devnet]:
+    """This module's chain, reverted to its seeded state after each test."""
+    with JsonRpcClient(market_devnet.rpc_url) as client:
+        snapshot = client.call("evm_snapshot")
+        try:
+            yield market_devnet
+        finally:
+            client.call("evm_revert", [snapshot])
+
+
+@pytest.fixture
+def announced(
+    devnet: Devnet, rpc: JsonRpcClient
+) -> Iterator[tuple[Engine, list[UnderwaterUserEvent]]]:
+    """The engine synced on the seeded users, then the crash block processed."""
+    rpc.call("anvil_setBlockTimestampInterval", [BLOCK_INTERVAL_S])
+    try:
+        fund_liquidator(devnet, rpc)
+        events: list[UnderwaterUserEvent] = []
+        engine = Engine(rpc, devnet.manifest.pool, EngineSettings(), client_factory=devnet.client)
+        runner = Runner(engine, devnet.manifest.chain_id, on_event=events.append)
+        head = NodeChain(rpc).latest()
+        runner.start(devnet.users, head.number, block_hash=head.block_hash)
+        events.clear()  # whoever was underwater before the crash is not part of the story
+        set_prices(devnet, rpc, CRASH)
+        runner.process(NodeChain(rpc).latest().number)
+        yield engine, events
+    finally:
+        rpc.call("anvil_removeBlockTimestampInterval")
+
+
+def receipt_of(rpc: JsonRpcClient, tx_hash: str) -> Any:
+    """The receipt, once the node has it (anvil answers eth_sendTransaction first)."""
+    for _ in range(400):
+        receipt = rpc.call("eth_getTransactionReceipt", [tx_hash])
+        if receipt is not None:
+            return receipt
+        time.sleep(0.01)
+    raise AssertionError(f"no receipt for {tx_hash}")
+
+
+def executor_for(devnet: Devnet, rpc: JsonRpcClient, path: Path) -> Executor:
+    manifest = devnet.manifest
+    settings = ExecutorSettings(
+        min_profit_base=0,
+        native_asset=manifest.reserve("WETH").asset,
+        inclusion_delay_s=BLOCK_INTERVAL_S,
+    )
+    submitter = NodeAccountSubmitter(rpc, manifest.accounts["liquidator"])
+    return Executor(rpc, manifest.pool, submitter, AttemptStore(path), settings)
+
+
+def test_the_executor_liquidates_exactly_as_planned(
+    devnet: Devnet,
+    rpc: JsonRpcClient,
+    announced: tuple[Engine, list[UnderwaterUserEvent]],
+    tmp_path: Path,
+) -> None:
+    _engine, events = announced
+    executor = executor_for(devnet, rpc, tmp_path / "attempts.sqlite")
+
+    attempts = [executor.handle(event) for event in events]
+
+    executed = [a for a in attempts if a.status is Status.EXECUTED]
+    assert len(executed) >= 20, __import__("collections").Counter(a.status for a in attempts)
+    assert not [a for a in attempts if a.status in (Status.REVERTED, Status.FAILED)]
+    for attempt in executed:
+        # The LiquidationCall moved exactly what the plan said, at the planned timestamp.
+        assert attempt.realized_debt_repaid == attempt.planned_debt_repaid
+        assert attempt.realized_collateral_received == attempt.planned_collateral_received
+        assert attempt.estimated_net_base is not None
+        assert attempt.realized_net_base is not None
+        assert attempt.estimated_gas_base is not None
+        assert attempt.realized_gas_base is not None
+        # Only the gas may differ: the estimate against what the receipt says.
+        gas_error = abs(attempt.estimated_gas_base - attempt.realized_gas_base)
+        assert abs(attempt.realized_net_base - attempt.estimated_net_base) <= gas_error
+        assert attempt.estimated_net_base > 0
+    # The store holds every attempt, and a second delivery of an event is not acted on.
+    assert list(executor.store.attempts()) == attempts
+    again = executor.handle(events[0])
+    assert again.status is Status.SKIPPED_DUPLICATE
+
+
+def test_a_user_who_recovered_is_not_liquidated(
+    devnet: Devnet,
+    rpc: JsonRpcClient,
+    announced: tuple[Engine, list[UnderwaterUserEvent]],
+    tmp_path: Path,
+) -> None:
+    _engine, events = announced
+    set_prices(devnet, rpc, RESTORE)
+    executor = executor_for(devnet, rpc, tmp_path / "attempts.sqlite")
+
+    attempt = executor.handle(events[0])
+
+    assert attempt.status is Status.SKIPPED_HEALTHY
+    assert attempt.health_factor is not None
+    assert attempt.health_factor >= 10**18
+    assert attempt.tx_hash is None
+
+
+def test_the_chosen_pair_beats_every_alternative_when_executed(
+    devnet: Devnet,
+    rpc: JsonRpcClient,
+    announced: tuple[Engine, list[UnderwaterUserEvent]],
+) -> None:
+    engine, events = announced
+    manifest = devnet.manifest
+    liquidator = manifest.accounts["liquidator"]
+    costs = CostModel(fee_bps=30)
+    sender = TxSender(rpc)
+    sender.send(
+        [
+            Tx(liquidator, r.asset, aave_abi.APPROVE.encode(manifest.pool, 2**256 - 1), "approve")
+            for r in manifest.reserves
+        ]
+    )
+    compared = 0
+    for event in events:
+        head = NodeChain(rpc).latest()
+        state = engine.reader.read_market(head.number)
+        user = engine.reader.read_users([event.address], head.number, state)[0]
+        timestamp = int(rpc.call("eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
+        plans = ranked_plans(
+            state.market, user, timestamp + BLOCK_INTERVAL_S, liquidator, costs=costs
+        )
+        if len(plans) < 2:
+            continue
+        realized = []
+        for plan in plans:  # each executed on the same snapshot
+            snapshot = rpc.call("evm_snapshot")
+            liquidation = plan.liquidation
+            data = aave_abi.LIQUIDATION_CALL.encode(
+                liquidation.collateral_asset,
+                liquidation.debt_asset,
+                event.address,
+                liquidation.debt_to_cover,
+                False,
+            )
+            tx = rpc.call(
+                "eth_sendTransaction",
+                [{"from": liquidator, "to": manifest.pool, "data": data, "gas": hex(2_000_000)}],
+            )
+            receipt = receipt_of(rpc, str(tx))
+            rpc.call("evm_revert", [snapshot])
+            assert int(receipt["status"], 16) == 1
+            words = next(
+                log["data"][2:]
+                for log in receipt["logs"]
+                if log["topics"][0] == LIQUIDATION_CALL_TOPIC
+            )
+            actual = replace(
+                liquidation,
+                debt_repaid=int(words[:64], 16),
+                collateral_to_liquidator=int(words[64:128], 16),
+            )
+            realized.append(plan_of(state.market, actual, costs).net_profit_base)
+        assert realized[0] == max(realized), realized
+        assert realized == [p.net_profit_base for p in plans]  # each as planned, too
+        compared += 1
+        if compared == 3:
+            break
+    assert compared >= 1, "no underwater user with two valid pairs"
