@@ -33,6 +33,7 @@ from overlord.aave.configuration import flagged_reserves
 from overlord.aave.wadray import WAD
 from overlord.devnet.cli import devnet_app
 from overlord.engine.plans import gross_gain
+from overlord.executor.cli import execute_command
 from overlord.outputs.listen import listen_command
 from overlord.run_cli import run_command
 from overlord.snapshot import Snapshot, SnapshotError, load_snapshot
@@ -57,6 +58,7 @@ app.add_typer(devnet_app, name="devnet")
 app.command("run")(run_command)
 app.command("verify")(verify_command)
 app.command("listen")(listen_command)
+app.command("execute")(execute_command)
 stdout = Console()
 stderr = Console(stderr=True)
 

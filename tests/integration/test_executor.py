@@ -8,6 +8,9 @@ plan is sized at the very timestamp the liquidation executes at.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zmq
 
 from overlord.chain import aave_abi
 from overlord.chain.rpc import JsonRpcClient
@@ -26,8 +30,8 @@ from overlord.engine.plans import CostModel, plan_of, ranked_plans
 from overlord.engine.runner import Runner
 from overlord.executor.executor import LIQUIDATION_CALL_TOPIC, Executor, ExecutorSettings
 from overlord.executor.store import AttemptStore, Status
-from overlord.executor.submit import NodeAccountSubmitter
-from overlord.outputs.events import UnderwaterUserEvent
+from overlord.executor.submit import LIQUIDATOR_KEY_ENV, KeySubmitter, NodeAccountSubmitter
+from overlord.outputs.events import UnderwaterUserEvent, encode_event
 
 BLOCK_INTERVAL_S = 12
 USERS, SEED = 400, 7
@@ -233,3 +237,62 @@ def test_the_chosen_pair_beats_every_alternative_when_executed(
         if compared == 3:
             break
     assert compared >= 1, "no underwater user with two valid pairs"
+
+
+ANVIL_KEY_2 = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"  # public
+
+
+def test_overlord_execute_consumes_zmq_and_signs_with_the_key_from_the_environment(
+    devnet: Devnet,
+    rpc: JsonRpcClient,
+    announced: tuple[Engine, list[UnderwaterUserEvent]],
+    tmp_path: Path,
+) -> None:
+    _engine, events = announced
+    assert KeySubmitter(rpc, ANVIL_KEY_2).sender == devnet.manifest.accounts["liquidator"]
+    endpoint = f"ipc://{tmp_path}/events.ipc"
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    pusher = context.socket(zmq.PUSH)
+    pusher.bind(endpoint)
+    command = [
+        sys.executable,
+        "-m",
+        "overlord",
+        "execute",
+        "--rpc-url",
+        devnet.rpc_url,
+        "--manifest",
+        str(devnet.manifest_path),
+        "--endpoint",
+        endpoint,
+        "--data-dir",
+        str(tmp_path),
+        "--count",
+        "3",
+    ]
+    env = {**os.environ, LIQUIDATOR_KEY_ENV: ANVIL_KEY_2, "PROFIT_MIN_USD": "0"}
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        pusher.send(b"not an event")  # queued until the executor connects; skipped there
+        for event in events[:3]:
+            pusher.send(encode_event(event))
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+        pusher.close(linger=0)
+        context.term()
+
+    assert process.returncode == 0, err
+    assert ANVIL_KEY_2[2:] not in out + err
+    assert "malformed event skipped" in err
+    with AttemptStore(tmp_path / "executor.sqlite") as store:
+        attempts = list(store.attempts())
+    assert [a.user for a in attempts] == [e.address for e in events[:3]]
+    executed = [a for a in attempts if a.status is Status.EXECUTED]
+    assert executed, [a.status for a in attempts]
+    for attempt in executed:
+        assert attempt.realized_debt_repaid == attempt.planned_debt_repaid
+        receipt = receipt_of(rpc, str(attempt.tx_hash))
+        assert receipt["from"].lower() == devnet.manifest.accounts["liquidator"].lower()

@@ -106,6 +106,10 @@ class Executor:
                 attempt = self._attempt(event, base)
             except (RpcError, ExecutionError) as exc:
                 attempt = _with(base, status=Status.FAILED, error=str(exc))
+            except Exception as exc:
+                # A bug must not stop the executor: the attempt is recorded as failed.
+                log.exception("unexpected error while handling an event")
+                attempt = _with(base, status=Status.FAILED, error=f"{type(exc).__name__}: {exc}")
         self.store.record(attempt)
         log.info(
             "attempt",

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from eth_account import Account
+from eth_utils import to_checksum_address
 
 from overlord.chain.rpc import JsonRpcClient, RpcError
 
@@ -75,7 +76,7 @@ class KeySubmitter:
             "type": 2,
             "chainId": chain_id,
             "nonce": nonce,
-            "to": to,
+            "to": to_checksum_address(to),
             "data": data,
             "gas": gas,
             "maxPriorityFeePerGas": tip,
