@@ -31,6 +31,7 @@ from overlord.aave import (
 from overlord.aave.account import ACCOUNT_DATA_KEYS, NO_DEBT_HEALTH_FACTOR, user_emode_category
 from overlord.aave.configuration import flagged_reserves
 from overlord.aave.wadray import WAD
+from overlord.demo_cli import demo_command
 from overlord.devnet.cli import devnet_app
 from overlord.engine.plans import gross_gain
 from overlord.executor.cli import execute_command
@@ -59,6 +60,7 @@ app.command("run")(run_command)
 app.command("verify")(verify_command)
 app.command("listen")(listen_command)
 app.command("execute")(execute_command)
+app.command("demo")(demo_command)
 stdout = Console()
 stderr = Console(stderr=True)
 

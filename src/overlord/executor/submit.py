@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from eth_account import Account
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from overlord.chain.rpc import JsonRpcClient, RpcError
 
