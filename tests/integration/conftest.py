@@ -25,15 +25,20 @@ def session_devnet(request: pytest.FixtureRequest) -> Iterator[Devnet]:
         yield devnet
 
 
+def reverted_after(chain: Devnet) -> Iterator[Devnet]:
+    """``chain``, then ``evm_revert`` to the snapshot taken before (a fixture's body)."""
+    with JsonRpcClient(chain.rpc_url) as client:
+        snapshot = client.call("evm_snapshot")
+        try:
+            yield chain
+        finally:
+            client.call("evm_revert", [snapshot])
+
+
 @pytest.fixture
 def devnet(session_devnet: Devnet) -> Iterator[Devnet]:
     """The session chain, reverted to its seeded state after the test."""
-    with JsonRpcClient(session_devnet.rpc_url) as client:
-        snapshot = client.call("evm_snapshot")
-        try:
-            yield session_devnet
-        finally:
-            client.call("evm_revert", [snapshot])
+    yield from reverted_after(session_devnet)
 
 
 @pytest.fixture

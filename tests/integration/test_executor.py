@@ -32,6 +32,7 @@ from overlord.executor.executor import LIQUIDATION_CALL_TOPIC, Executor, Executo
 from overlord.executor.store import AttemptStore, Status
 from overlord.executor.submit import LIQUIDATOR_KEY_ENV, KeySubmitter, NodeAccountSubmitter
 from overlord.outputs.events import UnderwaterUserEvent, encode_event
+from tests.integration.conftest import reverted_after
 
 BLOCK_INTERVAL_S = 12
 USERS, SEED = 400, 7
@@ -75,12 +76,7 @@ def market_devnet(request: pytest.FixtureRequest) -> Iterator[Devnet]:
 @pytest.fixture
 def devnet(market_devnet: Devnet) -> Iterator[Devnet]:
     """This module's chain, reverted to its seeded state after each test."""
-    with JsonRpcClient(market_devnet.rpc_url) as client:
-        snapshot = client.call("evm_snapshot")
-        try:
-            yield market_devnet
-        finally:
-            client.call("evm_revert", [snapshot])
+    yield from reverted_after(market_devnet)
 
 
 @pytest.fixture
