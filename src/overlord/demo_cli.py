@@ -17,6 +17,7 @@ import logging
 import sys
 import tempfile
 import threading
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,6 +29,7 @@ from rich.live import Live
 from rich.table import Table
 
 from overlord.chain import aave_abi
+from overlord.chain.rpc import JsonRpcClient
 from overlord.devnet.launch import Devnet, running_devnet
 from overlord.devnet.transactions import Tx, TxSender
 from overlord.engine.engine import Engine, EngineSettings
@@ -62,23 +64,35 @@ def demo_command(
     console.print(f"starting the embedded devnet (Aave {protocol}, {users} users)")
     with running_devnet(protocol, users=users, seed=7) as devnet, devnet.client() as rpc:
         rpc.call("anvil_setBlockTimestampInterval", [BLOCK_INTERVAL_S])
-        _fund_liquidator(devnet)
+        fund_liquidator(devnet, rpc)
         summary = _run(devnet, protocol)
     console.print(_summary_table(summary))
     if json_summary is not None:
         json_summary.write_text(json.dumps(summary, indent=2) + "\n")
 
 
-def _fund_liquidator(devnet: Devnet) -> None:
+def fund_liquidator(devnet: Devnet, rpc: JsonRpcClient) -> None:
+    """Inventory mode: mint every reserve's asset to the devnet's liquidator account."""
     manifest = devnet.manifest
     admin, liquidator = manifest.accounts["admin"], manifest.accounts["liquidator"]
-    with devnet.client() as rpc:
-        TxSender(rpc).send(
-            [
-                Tx(admin, r.asset, aave_abi.MINT.encode(liquidator, INVENTORY), f"fund {r.symbol}")
-                for r in manifest.reserves
-            ]
-        )
+    TxSender(rpc).send(
+        [
+            Tx(admin, r.asset, aave_abi.MINT.encode(liquidator, INVENTORY), f"fund {r.symbol}")
+            for r in manifest.reserves
+        ]
+    )
+
+
+def set_feed_prices(devnet: Devnet, rpc: JsonRpcClient, dollars: Mapping[str, int]) -> None:
+    """Set the devnet's feeds (by name, e.g. ``"ETH / USD"``) to whole-dollar answers."""
+    manifest = devnet.manifest
+    admin = manifest.accounts["admin"]
+    TxSender(rpc).send(
+        [
+            Tx(admin, manifest.feed(name).address, aave_abi.UPDATE_ANSWER.encode(usd * 10**8), name)
+            for name, usd in dollars.items()
+        ]
+    )
 
 
 def _run(devnet: Devnet, protocol: str) -> dict[str, Any]:
@@ -117,13 +131,7 @@ def _run(devnet: Devnet, protocol: str) -> dict[str, Any]:
             )
             consumer.start()
             console.print("crash: " + ", ".join(f"{k} -> {v:,}" for k, v in CRASH.items()))
-            admin = manifest.accounts["admin"]
-            TxSender(rpc).send(
-                [
-                    Tx(admin, manifest.feed(n).address, aave_abi.UPDATE_ANSWER.encode(v * 10**8), n)
-                    for n, v in CRASH.items()
-                ]
-            )
+            set_feed_prices(devnet, rpc, CRASH)
             crashed = detections[before:]
             with Live(_table(crashed, attempts), console=console, refresh_per_second=8) as live:
                 runner.process(NodeChain(rpc).latest().number)
@@ -158,8 +166,8 @@ def _consume(
         socket.close()
 
 
-def _usd(base: int | None) -> str:
-    return "" if base is None else f"{Decimal(base) / BASE_UNIT:,.2f}"
+def _usd(base: int | None, grouping: str = ",") -> str:
+    return "" if base is None else f"{Decimal(base) / BASE_UNIT:{grouping}.2f}"
 
 
 def _table(events: list[UnderwaterUserEvent], attempts: list[Attempt]) -> Table:
@@ -192,10 +200,8 @@ def _summary(
         "reverted": sum(a.status is Status.REVERTED for a in attempts),
         "failed": sum(a.status is Status.FAILED for a in attempts),
         "skipped": sum(a.status.value.startswith("skipped") for a in attempts),
-        "estimated_net_usd": _usd(sum(a.estimated_net_base or 0 for a in executed)).replace(
-            ",", ""
-        ),
-        "realized_net_usd": _usd(sum(a.realized_net_base or 0 for a in executed)).replace(",", ""),
+        "estimated_net_usd": _usd(sum(a.estimated_net_base or 0 for a in executed), ""),
+        "realized_net_usd": _usd(sum(a.realized_net_base or 0 for a in executed), ""),
     }
 
 

@@ -27,11 +27,9 @@ from overlord.chain.reader import MarketReader
 from overlord.chain.rpc import JsonRpcClient, RpcError
 from overlord.devnet.manifest import Manifest
 from overlord.devnet.transactions import Tx, TxSender
+from overlord.executor.executor import LIQUIDATION_CALL_TOPIC
 
 MAX_UINT = 2**256 - 1
-LIQUIDATION_CALL = event_topic(
-    "LiquidationCall(address,address,address,uint256,uint256,address,bool)"
-)
 TRANSFER = event_topic("Transfer(address,address,uint256)")
 COLLATERAL_DISABLED = event_topic("ReserveUsedAsCollateralDisabled(address,address)")
 ERROR_CODES_V302 = {
@@ -289,7 +287,7 @@ class Harness:
         assert isinstance(logs, list)
         a_token = self.manifest.reserve(collateral).a_token.lower()
         c_asset = self.manifest.reserve(collateral).asset.lower()
-        event = next(log for log in logs if log["topics"][0] == LIQUIDATION_CALL)
+        event = next(log for log in logs if log["topics"][0] == LIQUIDATION_CALL_TOPIC)
         repaid, taken, _liquidator, _receive = decode(
             ["uint256", "uint256", "address", "bool"], bytes.fromhex(event["data"][2:])
         )

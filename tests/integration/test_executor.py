@@ -11,24 +11,28 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 import zmq
 
 from overlord.chain import aave_abi
 from overlord.chain.rpc import JsonRpcClient
+from overlord.demo_cli import CRASH, fund_liquidator, set_feed_prices
 from overlord.devnet.launch import Devnet, running_devnet
 from overlord.devnet.transactions import Tx, TxSender
 from overlord.engine.engine import Engine, EngineSettings
 from overlord.engine.follower import NodeChain
 from overlord.engine.plans import CostModel, plan_of, ranked_plans
 from overlord.engine.runner import Runner
-from overlord.executor.executor import LIQUIDATION_CALL_TOPIC, Executor, ExecutorSettings
+from overlord.executor.executor import (
+    Executor,
+    ExecutorSettings,
+    liquidation_call_amounts,
+    with_amounts,
+)
 from overlord.executor.store import AttemptStore, Status
 from overlord.executor.submit import LIQUIDATOR_KEY_ENV, KeySubmitter, NodeAccountSubmitter
 from overlord.outputs.events import UnderwaterUserEvent, encode_event
@@ -36,34 +40,9 @@ from tests.integration.conftest import reverted_after
 
 BLOCK_INTERVAL_S = 12
 USERS, SEED = 400, 7
-INVENTORY = 10**30  # of every debt asset, in its own units: never the limit here
 
 
-def fund_liquidator(devnet: Devnet, rpc: JsonRpcClient) -> str:
-    manifest = devnet.manifest
-    admin, liquidator = manifest.accounts["admin"], manifest.accounts["liquidator"]
-    TxSender(rpc).send(
-        [
-            Tx(admin, reserve.asset, aave_abi.MINT.encode(liquidator, INVENTORY), "mint")
-            for reserve in manifest.reserves
-        ]
-    )
-    return liquidator
-
-
-CRASH = {"ETH / USD": 1_200, "BTC / USD": 30_000, "LINK / USD": 5}  # from 3,000 / 60,000 / 15
-RESTORE = {"ETH / USD": 3_000, "BTC / USD": 60_000, "LINK / USD": 15}
-
-
-def set_prices(devnet: Devnet, rpc: JsonRpcClient, dollars: dict[str, int]) -> None:
-    manifest = devnet.manifest
-    admin = manifest.accounts["admin"]
-    TxSender(rpc).send(
-        [
-            Tx(admin, manifest.feed(name).address, aave_abi.UPDATE_ANSWER.encode(usd * 10**8), name)
-            for name, usd in dollars.items()
-        ]
-    )
+RESTORE = {"ETH / USD": 3_000, "BTC / USD": 60_000, "LINK / USD": 15}  # the seeded prices
 
 
 @pytest.fixture(scope="module", params=["3.0.2", "3.6.0"])
@@ -93,21 +72,11 @@ def announced(
         head = NodeChain(rpc).latest()
         runner.start(devnet.users, head.number, block_hash=head.block_hash)
         events.clear()  # whoever was underwater before the crash is not part of the story
-        set_prices(devnet, rpc, CRASH)
+        set_feed_prices(devnet, rpc, CRASH)
         runner.process(NodeChain(rpc).latest().number)
         yield engine, events
     finally:
         rpc.call("anvil_removeBlockTimestampInterval")
-
-
-def receipt_of(rpc: JsonRpcClient, tx_hash: str) -> Any:
-    """The receipt, once the node has it (anvil answers eth_sendTransaction first)."""
-    for _ in range(400):
-        receipt = rpc.call("eth_getTransactionReceipt", [tx_hash])
-        if receipt is not None:
-            return receipt
-        time.sleep(0.01)
-    raise AssertionError(f"no receipt for {tx_hash}")
 
 
 def executor_for(devnet: Devnet, rpc: JsonRpcClient, path: Path) -> Executor:
@@ -133,7 +102,7 @@ def test_the_executor_liquidates_exactly_as_planned(
     attempts = [executor.handle(event) for event in events]
 
     executed = [a for a in attempts if a.status is Status.EXECUTED]
-    assert len(executed) >= 20, __import__("collections").Counter(a.status for a in attempts)
+    assert len(executed) >= 20, Counter(a.status for a in attempts)
     assert not [a for a in attempts if a.status in (Status.REVERTED, Status.FAILED)]
     for attempt in executed:
         # The LiquidationCall moved exactly what the plan said, at the planned timestamp.
@@ -160,7 +129,7 @@ def test_a_user_who_recovered_is_not_liquidated(
     tmp_path: Path,
 ) -> None:
     _engine, events = announced
-    set_prices(devnet, rpc, RESTORE)
+    set_feed_prices(devnet, rpc, RESTORE)
     executor = executor_for(devnet, rpc, tmp_path / "attempts.sqlite")
 
     attempt = executor.handle(events[0])
@@ -209,23 +178,12 @@ def test_the_chosen_pair_beats_every_alternative_when_executed(
                 liquidation.debt_to_cover,
                 False,
             )
-            tx = rpc.call(
-                "eth_sendTransaction",
-                [{"from": liquidator, "to": manifest.pool, "data": data, "gas": hex(2_000_000)}],
-            )
-            receipt = receipt_of(rpc, str(tx))
+            # TxSender raises if the call reverts.
+            receipt = sender.send([Tx(liquidator, manifest.pool, data, "liquidate", 2_000_000)])[0]
             rpc.call("evm_revert", [snapshot])
-            assert int(receipt["status"], 16) == 1
-            words = next(
-                log["data"][2:]
-                for log in receipt["logs"]
-                if log["topics"][0] == LIQUIDATION_CALL_TOPIC
-            )
-            actual = replace(
-                liquidation,
-                debt_repaid=int(words[:64], 16),
-                collateral_to_liquidator=int(words[64:128], 16),
-            )
+            amounts = liquidation_call_amounts(receipt, manifest.pool, event.address)
+            assert amounts is not None
+            actual = with_amounts(liquidation, *amounts)
             realized.append(plan_of(state.market, actual, costs).net_profit_base)
         assert realized[0] == max(realized), realized
         assert realized == [p.net_profit_base for p in plans]  # each as planned, too
@@ -290,5 +248,5 @@ def test_overlord_execute_consumes_zmq_and_signs_with_the_key_from_the_environme
     assert executed, [a.status for a in attempts]
     for attempt in executed:
         assert attempt.realized_debt_repaid == attempt.planned_debt_repaid
-        receipt = receipt_of(rpc, str(attempt.tx_hash))
+        receipt = rpc.call("eth_getTransactionReceipt", [attempt.tx_hash])
         assert receipt["from"].lower() == devnet.manifest.accounts["liquidator"].lower()

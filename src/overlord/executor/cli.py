@@ -26,6 +26,7 @@ from overlord.chain.oracle import read_base_currency_unit
 from overlord.chain.reader import MarketReader
 from overlord.chain.rpc import JsonRpcClient, RpcError
 from overlord.config import Config, ConfigError, load_config
+from overlord.engine.plans import CostModel
 from overlord.executor.executor import Executor, ExecutorSettings
 from overlord.executor.store import Attempt, AttemptStore, Status
 from overlord.executor.submit import (
@@ -139,9 +140,10 @@ def _executor(
     profit = config.profit
     settings = ExecutorSettings(
         min_profit_base=int(profit.min_usd * unit),
-        fee_bps=profit.fee_bps,
+        costs=CostModel.from_usd(
+            fee_bps=profit.fee_bps, gas_cost_usd=profit.gas_cost_usd, base_currency_unit=unit
+        ),
         native_asset=native,
-        fixed_gas_base=int((profit.gas_cost_usd * unit).to_integral_value("ROUND_CEILING")),
         inclusion_delay_s=inclusion_delay,
     )
     config.output.data_dir.mkdir(parents=True, exist_ok=True)

@@ -57,16 +57,16 @@ class ExecutionError(Exception):
 
 @dataclass(frozen=True)
 class ExecutorSettings:
-    """``min_profit_base`` and ``fixed_gas_base`` are in base-currency units (USD x 1e8 on
-    USD markets). ``native_asset`` is the wrapped native token's reserve; its oracle price
-    turns gas into base currency. Without it, ``fixed_gas_base`` (``GAS_COST_USD``) is used.
+    """``min_profit_base`` is in base-currency units (USD x 1e8 on USD markets).
+    ``costs`` are the planner's (swap fee, flash-loan premium); its ``gas_cost_base``
+    (``GAS_COST_USD``) is used only without a ``native_asset``, the wrapped native token's
+    reserve, whose oracle price otherwise turns the estimated and the real gas into base
+    currency.
     """
 
     min_profit_base: int = 0
-    fee_bps: int = 30
-    flash_loan_premium_bps: int | None = None
+    costs: CostModel = field(default_factory=CostModel)
     native_asset: str | None = None
-    fixed_gas_base: int = 0
     inclusion_delay_s: int = 12
     receipt_timeout_s: float = 30.0
 
@@ -133,7 +133,7 @@ class Executor:
         checked = _with(base, recheck_block=block, health_factor=account.health_factor)
         if not account.is_liquidatable:
             return _with(checked, status=Status.SKIPPED_HEALTHY)
-        costs = CostModel(self.settings.fee_bps, self.settings.flash_loan_premium_bps, 0)
+        costs = self.settings.costs
         sender = self.submitter.sender
         plans = ranked_plans(state.market, user, now, sender, account, costs)
         if not plans:
@@ -207,7 +207,7 @@ class Executor:
         """Wei of gas in base currency (rounded up), or the fixed cost without a native asset."""
         native = self.settings.native_asset
         if native is None:
-            return self.settings.fixed_gas_base
+            return self.settings.costs.gas_cost_base
         price = state.market.prices[native.lower()]
         return -(-gas_wei * price // NATIVE_UNIT)
 
@@ -232,32 +232,41 @@ class Executor:
         state: MarketState,
     ) -> Realized:
         """The receipt's LiquidationCall, valued at the plan's prices with the real gas."""
-        for entry in receipt.get("logs", []):
-            topics = entry.get("topics", [])
-            if (
-                entry.get("address", "").lower() == self.pool.lower()
-                and topics
-                and topics[0] == LIQUIDATION_CALL_TOPIC
-                and "0x" + topics[3][-40:] == user.lower()
-            ):
-                words = entry["data"][2:]
-                debt_repaid = int(words[0:64], 16)
-                received = int(words[64:128], 16)
-                break
-        else:
+        amounts = liquidation_call_amounts(receipt, self.pool, user)
+        if amounts is None:
             raise ExecutionError(
                 f"{receipt.get('transactionHash')}: mined without a LiquidationCall"
             )
+        debt_repaid, received = amounts
         gas_used = int(receipt["gasUsed"], 16)
         gas_price = int(receipt.get("effectiveGasPrice", "0x0"), 16)
         gas_base = self._gas_base(gas_used * gas_price, state)
-        actual = _replace_amounts(plan, debt_repaid, received)
+        actual = with_amounts(plan.liquidation, debt_repaid, received)
         value = plan_of(state.market, actual, costs.with_gas(gas_base))
         return Realized(debt_repaid, received, gas_used, gas_base, value.net_profit_base)
 
 
-def _replace_amounts(plan: Plan, debt_repaid: int, received: int) -> Liquidation:
-    return replace(plan.liquidation, debt_repaid=debt_repaid, collateral_to_liquidator=received)
+def liquidation_call_amounts(
+    receipt: Mapping[str, Any], pool: str, user: str
+) -> tuple[int, int] | None:
+    """(debt repaid, collateral to the liquidator) of the ``LiquidationCall`` the Pool
+    emitted for ``user`` in ``receipt``, or ``None`` if there is none."""
+    for entry in receipt.get("logs", []):
+        topics = entry.get("topics", [])
+        if (
+            entry.get("address", "").lower() == pool.lower()
+            and len(topics) == 4
+            and topics[0] == LIQUIDATION_CALL_TOPIC
+            and "0x" + topics[3][-40:] == user.lower()
+        ):
+            words = entry["data"][2:]
+            return int(words[0:64], 16), int(words[64:128], 16)
+    return None
+
+
+def with_amounts(liquidation: Liquidation, debt_repaid: int, received: int) -> Liquidation:
+    """``liquidation`` as it turned out: the debt repaid and collateral received replaced."""
+    return replace(liquidation, debt_repaid=debt_repaid, collateral_to_liquidator=received)
 
 
 def _planned(attempt: Attempt, plan: Plan) -> Attempt:
