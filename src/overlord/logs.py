@@ -57,3 +57,7 @@ def configure_logging(*, json_lines: bool, level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # httpx logs every request's full URL at INFO, and URLs may carry API keys: whatever
+    # handler an embedding application puts on the root logger, never at INFO.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,6 +42,36 @@ def redact_url(url: str) -> str:
         return "<rpc url>"
     scheme, host, rest = match.groups()
     return f"{scheme}{host}" + ("/…" if rest.strip("/") else "")
+
+
+class RpcStats:
+    """Requests and failed requests by JSON-RPC method, over every client of the process.
+
+    Thread-safe. A batch counts each of its requests under its own method; a request
+    fails when the transport fails or the node answers it with an error or garbage (a
+    revert the caller expects, say a getter a contract lacks, counts as an error too).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: Counter[str] = Counter()
+        self._errors: Counter[str] = Counter()
+
+    def record(self, method: str, *, requests: int = 1, errors: int = 0) -> None:
+        """Count ``requests`` requests of ``method``, ``errors`` of which failed."""
+        with self._lock:
+            self._requests[method] += requests
+            if errors:
+                self._errors[method] += errors
+
+    def snapshot(self) -> dict[str, tuple[int, int]]:
+        """``{method: (requests, errors)}`` as of now."""
+        with self._lock:
+            return {method: (n, self._errors[method]) for method, n in self._requests.items()}
+
+
+RPC_STATS = RpcStats()
+"""The process's counts, which ``/metrics`` exposes."""
 
 
 class JsonRpcClient:
@@ -104,7 +136,13 @@ class JsonRpcClient:
             "method": method,
             "params": list(params),
         }
-        return self._result(method, self._post(method, payload))
+        try:
+            result = self._result(method, self._post(method, payload))
+        except RpcError:
+            RPC_STATS.record(method, errors=1)
+            raise
+        RPC_STATS.record(method)
+        return result
 
     def batch_answers(
         self, requests: Sequence[tuple[str, Sequence[JsonValue]]]
@@ -127,16 +165,27 @@ class JsonRpcClient:
                 {"jsonrpc": "2.0", "id": ident, "method": method, "params": list(params)}
                 for ident, (method, params) in zip(ids, chunk, strict=True)
             ]
-            reply = self._post(chunk[0][0], payload)
-            if not isinstance(reply, list):
-                # A node that rejects the whole batch answers with one error object.
-                self._result(chunk[0][0], reply)
-                raise RpcError(chunk[0][0], f"the batch was answered with {str(reply)[:200]}")
-            by_id = {answer.get("id"): answer for answer in reply if isinstance(answer, dict)}
-            for ident, (method, _params) in zip(ids, chunk, strict=True):
-                if ident not in by_id:
-                    raise RpcError(method, f"no answer for request {ident} in the batch")
-                answers.append(by_id[ident])
+            try:
+                answers += self._chunk_answers(chunk, ids, self._post(chunk[0][0], payload))
+            except RpcError:
+                _record_chunk(chunk, failed=True)
+                raise
+        return answers
+
+    def _chunk_answers(
+        self, chunk: Sequence[tuple[str, Sequence[JsonValue]]], ids: list[int], reply: JsonValue
+    ) -> list[dict[str, JsonValue]]:
+        if not isinstance(reply, list):
+            # A node that rejects the whole batch answers with one error object.
+            self._result(chunk[0][0], reply)
+            raise RpcError(chunk[0][0], f"the batch was answered with {str(reply)[:200]}")
+        by_id = {answer.get("id"): answer for answer in reply if isinstance(answer, dict)}
+        answers = []
+        for ident, (method, _params) in zip(ids, chunk, strict=True):
+            if ident not in by_id:
+                raise RpcError(method, f"no answer for request {ident} in the batch")
+            answers.append(by_id[ident])
+        _record_chunk(chunk, answers=answers)
         return answers
 
     def batch(self, requests: Sequence[tuple[str, Sequence[JsonValue]]]) -> list[JsonValue]:
@@ -149,3 +198,23 @@ class JsonRpcClient:
             self._result(method, answer)
             for (method, _params), answer in zip(requests, answers, strict=True)
         ]
+
+
+def _record_chunk(
+    chunk: Sequence[tuple[str, Sequence[JsonValue]]],
+    *,
+    answers: Sequence[dict[str, JsonValue]] = (),
+    failed: bool = False,
+) -> None:
+    """Count one batch chunk in :data:`RPC_STATS`: every request of a failed chunk as an
+    error, else the answers that carry no result."""
+    requests: Counter[str] = Counter(method for method, _params in chunk)
+    errors: Counter[str] = Counter()
+    if failed:
+        errors = requests
+    else:
+        for (method, _params), answer in zip(chunk, answers, strict=True):
+            if "result" not in answer:
+                errors[method] += 1
+    for method, count in requests.items():
+        RPC_STATS.record(method, requests=count, errors=errors[method])

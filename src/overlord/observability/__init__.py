@@ -1,0 +1,1 @@
+"""Prometheus metrics, the /metrics, /health and /ready server, and outbound event sinks."""
