@@ -36,8 +36,10 @@ from overlord.devnet.cli import devnet_app
 from overlord.engine.plans import gross_gain
 from overlord.executor.cli import execute_command
 from overlord.outputs.listen import listen_command
+from overlord.replay_cli import replay_command
 from overlord.run_cli import run_command
 from overlord.snapshot import Snapshot, SnapshotError, load_snapshot
+from overlord.tracker.backfill_cli import backfill_command
 from overlord.verify import verify_command
 
 EXIT_REVERT = 1
@@ -58,6 +60,8 @@ app = typer.Typer(
 app.add_typer(devnet_app, name="devnet")
 app.command("run")(run_command)
 app.command("verify")(verify_command)
+app.command("replay")(replay_command)
+app.command("backfill")(backfill_command)
 app.command("listen")(listen_command)
 app.command("execute")(execute_command)
 app.command("demo")(demo_command)

@@ -24,6 +24,10 @@ frozen :class:`Config` of frozen sections. Sources, in increasing precedence:
    ``POLL_LIMIT``                      ``tracker.poll_limit``
    ``IGNORE_BOOTSTRAP_BATCH``          ``tracker.ignore_bootstrap_batch``
    ``SUBGRAPH_DEBUG_ERRORS``           ``tracker.subgraph_debug_errors``
+   ``SUBGRAPH_URL`` (secret)           ``tracker.subgraph_url``
+   ``GRAPH_API_KEY`` (secret)          ``tracker.subgraph_api_key``
+   ``OVERLORD_WEBHOOK_URL`` (secret)   ``notify.webhook_url``
+   ``METRICS_PORT``                    ``http.port``
    ==================================  ============================
 
    An empty variable counts as unset. Two names of one setting set to different values
@@ -33,7 +37,8 @@ frozen :class:`Config` of frozen sections. Sources, in increasing precedence:
 
 Rules:
 
-* Secrets (``chain.rpc_url``, ``chain.ws_url``, ``feeds.chainlink_rpc_url``) come only
+* Secrets (``chain.rpc_url``, ``chain.ws_url``, ``feeds.chainlink_rpc_url``,
+  ``tracker.subgraph_url``, ``tracker.subgraph_api_key``, ``notify.webhook_url``) come only
   from the environment or a flag, never from the file, which gets committed, copied and
   shared. They are held
   as :class:`SecretUrl`, whose ``repr``/``str`` and :meth:`Config.describe` show only
@@ -101,6 +106,23 @@ class SecretUrl:
 
     def __str__(self) -> str:
         return redact_url(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class SecretText:
+    """A secret that is not a URL (an API key); never shown."""
+
+    _value: str
+
+    def reveal(self) -> str:
+        """The secret itself, for the one place that uses it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SecretText(***)"
+
+    def __str__(self) -> str:
+        return "***"
 
 
 class ZmqMode(StrEnum):
@@ -171,7 +193,9 @@ class OutputConfig:
     """``[output]``: the event socket, files and logs.
 
     ``zmq_endpoint`` ``None`` is the publisher's default, ``ipc://<data_dir>/overlord-
-    events.ipc`` (:func:`overlord.outputs.default_endpoint`). ``zmq_topic`` is for PUB
+    events.ipc`` (:func:`overlord.outputs.default_endpoint`). ``liquidations_endpoint``
+    is the tracker's PUB socket for new liquidations (topic ``liquidation``); ``None``:
+    ``ipc://<data_dir>/overlord-liquidations.ipc``. ``zmq_topic`` is for PUB
     only; ``None`` is the publisher's default topic. ``temp_output_dir`` (vega's
     ``TEMP_OUTPUT_DIR``) must already exist; ``data_dir`` is created when needed.
     """
@@ -179,6 +203,7 @@ class OutputConfig:
     zmq_endpoint: str | None = None
     zmq_mode: ZmqMode = ZmqMode.PUSH
     zmq_topic: str | None = None
+    liquidations_endpoint: str | None = None
     data_dir: Path = Path("data")
     temp_output_dir: Path | None = None
     log_json: bool = False
@@ -208,11 +233,54 @@ class FeedsConfig:
 
 @dataclass(frozen=True, slots=True)
 class TrackerConfig:
-    """``[tracker]``: LiquidBot's liquidation tracker (subgraph poller)."""
+    """``[tracker]``: the liquidation tracker (LiquidBot's, with a cursor and no losses).
 
+    ``source`` is ``logs`` (the Pool's ``LiquidationCall`` logs through the RPC node) or
+    ``subgraph`` (``subgraph_url``, with ``subgraph_api_key`` as a bearer token);
+    ``poll_limit`` is the subgraph's page size. ``confirmations`` keeps the log source that
+    many blocks behind the head; ``from_block`` is where a cold start's first scan begins
+    (default: the head). ``on_demand_health_factor`` computes each liquidated user's exact
+    account data before and after (needs an archive node for past blocks).
+    """
+
+    enabled: bool = True
+    source: str = "logs"
+    poll_interval_s: float = 2.0
     poll_limit: int = 5
     ignore_bootstrap_batch: bool = True
     subgraph_debug_errors: bool = False
+    subgraph_url: SecretUrl | None = None
+    subgraph_api_key: SecretText | None = None
+    confirmations: int = 0
+    from_block: int | None = None
+    on_demand_health_factor: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class VerifierConfig:
+    """``[verifier]``: random users checked against ``getUserAccountData`` per block
+    (0: off), and the health-factor tolerance in wad (0: exact)."""
+
+    sample_users_per_block: int = 8
+    tolerance_wad: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """``[http]``: ``/metrics``, ``/health`` and ``/ready``; loopback unless told otherwise.
+    ``port`` 0 picks a free port (logged at start)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 9464
+    metrics_prefix: str = "overlord_"
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyConfig:
+    """``[notify]``: a webhook that gets a JSON POST per new liquidation and opportunity."""
+
+    webhook_url: SecretUrl | None = None
 
 
 _SECTIONS: Final[Mapping[str, type]] = MappingProxyType(
@@ -224,6 +292,9 @@ _SECTIONS: Final[Mapping[str, type]] = MappingProxyType(
         "profit": ProfitConfig,
         "feeds": FeedsConfig,
         "tracker": TrackerConfig,
+        "verifier": VerifierConfig,
+        "http": HttpConfig,
+        "notify": NotifyConfig,
     }
 )
 
@@ -239,6 +310,9 @@ class Config:
     profit: ProfitConfig = field(default_factory=ProfitConfig)
     feeds: FeedsConfig = field(default_factory=FeedsConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    verifier: VerifierConfig = field(default_factory=VerifierConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
     origins: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}), repr=False, compare=False
     )
@@ -448,6 +522,32 @@ def _feeds(value: object, source: _Source) -> tuple[tuple[str, str], ...]:
     return tuple(feeds.items())
 
 
+def _choice(*allowed: str) -> Parser:
+    def parse(value: object, source: _Source) -> str:
+        text = _text(value, source).strip()
+        if text not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {text!r}")
+        return text
+
+    return parse
+
+
+def _secret_text(value: object, _source: _Source) -> SecretText:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a non-empty string")
+    return SecretText(value.strip())
+
+
+_PROMETHEUS_NAME: Final = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)?$")
+
+
+def _metrics_prefix(value: object, source: _Source) -> str:
+    text = _text(value, source).strip()
+    if not _PROMETHEUS_NAME.match(text):
+        raise ValueError(f"{text!r} is not a Prometheus metric name prefix")
+    return text
+
+
 # The settings.
 
 
@@ -504,6 +604,22 @@ _SETTINGS: Final = (
     _Setting("tracker", "poll_limit", _integer(1, 1000), ("POLL_LIMIT",)),
     _Setting("tracker", "ignore_bootstrap_batch", _boolean, ("IGNORE_BOOTSTRAP_BATCH",)),
     _Setting("tracker", "subgraph_debug_errors", _boolean, ("SUBGRAPH_DEBUG_ERRORS",)),
+    _Setting("tracker", "enabled", _boolean),
+    _Setting("tracker", "source", _choice("logs", "subgraph")),
+    _Setting("tracker", "poll_interval_s", _seconds),
+    _Setting("tracker", "subgraph_url", _url, ("SUBGRAPH_URL",), secret=True),
+    _Setting("tracker", "subgraph_api_key", _secret_text, ("GRAPH_API_KEY",), secret=True),
+    _Setting("tracker", "confirmations", _integer(0, 1000)),
+    _Setting("tracker", "from_block", _integer(0)),
+    _Setting("tracker", "on_demand_health_factor", _boolean),
+    _Setting("verifier", "sample_users_per_block", _integer(0, 10_000)),
+    _Setting("verifier", "tolerance_wad", _integer(0)),
+    _Setting("http", "enabled", _boolean),
+    _Setting("http", "host", _text),
+    _Setting("http", "port", _integer(0, 65_535), ("METRICS_PORT",)),
+    _Setting("http", "metrics_prefix", _metrics_prefix),
+    _Setting("notify", "webhook_url", _url, ("OVERLORD_WEBHOOK_URL",), secret=True),
+    _Setting("output", "liquidations_endpoint", _zmq_endpoint),
 )
 
 

@@ -16,9 +16,10 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -39,7 +40,14 @@ from overlord.engine.scout import PriceScout
 from overlord.feeds.sources import discover_feeds, load_feed_overrides, merge
 from overlord.logs import configure_logging
 from overlord.outputs.events import UnderwaterUserEvent
-from overlord.outputs.publisher import EventPublisher, SocketKind, default_endpoint
+from overlord.outputs.publisher import (
+    EndpointError,
+    EventPublisher,
+    PublisherError,
+    SocketKind,
+    default_endpoint,
+)
+from overlord.run_services import RunServices
 from overlord.verify import discover_users, load_addresses_file
 
 EXIT_BAD_INPUT = 2
@@ -123,6 +131,15 @@ def run_command(
     steps: Annotated[
         int, typer.Option("--steps", min=1, help="Embedded devnet: scenario steps.")
     ] = 40,
+    http_port: Annotated[
+        int | None,
+        typer.Option(
+            "--http-port",
+            min=0,
+            max=65535,
+            help="Port of /metrics, /health, /ready (or METRICS_PORT; 0: any free port).",
+        ),
+    ] = None,
 ) -> None:
     """Find every liquidatable borrower, block by block, with exact numbers.
 
@@ -144,6 +161,7 @@ def run_command(
         "output.data_dir": data_dir,
         "detection.min_collateral_base": min_collateral,
         "output.log_json": log_json,
+        "http.port": http_port,
     }
     try:
         config = load_config(config_file, os.environ, flags)
@@ -227,19 +245,23 @@ def _run_node(config: Config, blocks: int | None) -> None:
         except (MarketResolutionError, RpcError, OSError) as exc:
             raise _fail(str(exc)) from None
         engine = Engine(client, resolved.pool, _settings(config), client_factory=new_client)
+        unit = _base_currency_unit(client, resolved.oracle)
+        services = stack.enter_context(_services(config, resolved.pool, new_client, unit))
+        _show_endpoints(services)
         runner = Runner(
             engine,
             resolved.chain_id,
             stack.enter_context(_publisher(config)),
             _output_dir(config),
-            on_event=_show_event,
-            costs=_costs(config, client, resolved.oracle),
+            on_event=_both(_show_event, services.on_event),
+            costs=_costs(config, unit),
         )
         console.print(
             f"{resolved.name}: Pool {resolved.pool}, {len(users)} users from block {head.number}",
             highlight=False,
         )
         _sync(runner, users, head)
+        services.synced(engine, users, head.number, config.output.data_dir)
         scout = _scout(runner, config, resolved.oracle, stack.enter_context(new_client()))
         ws_url = config.chain.ws_url.reveal() if config.chain.ws_url is not None else None
         live = LiveIngest(
@@ -248,6 +270,7 @@ def _run_node(config: Config, blocks: int | None) -> None:
             ws_url=ws_url,
             scout=scout,
             settings=LiveSettings(poll_interval=config.chain.poll_interval_s),
+            on_block=services.on_block,
         )
         _follow(live, threading.Event(), blocks)
 
@@ -308,12 +331,38 @@ def _show_block(report: BlockReport) -> None:
     )
 
 
-def _costs(config: Config, client: JsonRpcClient, oracle: str) -> CostModel:
-    """The planner's costs from ``[profit]``, in the oracle's base currency (USD markets)."""
+def _base_currency_unit(client: JsonRpcClient, oracle: str) -> int:
     try:
-        unit = read_base_currency_unit(client, oracle)
+        return read_base_currency_unit(client, oracle)
     except RpcError as exc:
         raise _fail(str(exc)) from None
+
+
+def _services(
+    config: Config, pool: str, new_client: Callable[[], JsonRpcClient], unit: int
+) -> RunServices:
+    """The tracker, verifier, metrics and sinks; a busy port or socket is bad input."""
+    try:
+        return RunServices(config, pool, new_client, base_currency_unit=unit)
+    except OSError as exc:
+        raise _fail(
+            f"cannot serve /metrics on {config.http.host}:{config.http.port}: {exc} "
+            "(choose another with --http-port or METRICS_PORT; 0 picks a free one)"
+        ) from None
+    except (EndpointError, PublisherError) as exc:
+        raise _fail(f"liquidations socket: {exc}") from None
+
+
+def _both(*hooks: Callable[[Any], None]) -> Callable[[Any], None]:
+    def call(value: Any) -> None:
+        for hook in hooks:
+            hook(value)
+
+    return call
+
+
+def _costs(config: Config, unit: int) -> CostModel:
+    """The planner's costs from ``[profit]``, in the oracle's base currency (USD markets)."""
     return CostModel.from_usd(
         fee_bps=config.profit.fee_bps,
         gas_cost_usd=config.profit.gas_cost_usd,
@@ -345,16 +394,21 @@ def _run_embedded(config: Config, users: int, steps: int) -> None:
         engine = Engine(
             client, devnet.manifest.pool, _settings(config), client_factory=devnet.client
         )
+        unit = _base_currency_unit(client, devnet.manifest.addresses["oracle"])
+        services = stack.enter_context(_services(config, devnet.manifest.pool, devnet.client, unit))
+        _show_endpoints(services)
         runner = Runner(
             engine,
             devnet.manifest.chain_id,
             stack.enter_context(_publisher(config)),
             _output_dir(config),
             liquidator=devnet.manifest.accounts["liquidator"],
-            on_event=_show_event,
-            costs=_costs(config, client, devnet.manifest.addresses["oracle"]),
+            on_event=_both(_show_event, services.on_event),
+            costs=_costs(config, unit),
         )
-        _sync(runner, list(devnet.users), NodeChain(client).latest())
+        head = NodeChain(client).latest()
+        _sync(runner, list(devnet.users), head)
+        services.synced(engine, list(devnet.users), head.number, config.output.data_dir)
         scout = _scout(
             runner,
             config,
@@ -367,7 +421,7 @@ def _run_embedded(config: Config, users: int, steps: int) -> None:
             ws_url=ws_url_for(devnet.rpc_url),
             scout=scout,
             settings=LiveSettings(poll_interval=0.05),
-            on_block=_show_block,
+            on_block=_both(_show_block, services.on_block),
         )
         stop = threading.Event()
 
@@ -395,6 +449,7 @@ def _run_embedded(config: Config, users: int, steps: int) -> None:
             f"scenario over: {runner.blocks} blocks processed, {runner.events} events published"
             f" ({live.stats.reorgs} reorgs, {live.stats.reconnects} reconnections)"
         )
+        _show_tracker(services)
 
 
 def _wait_caught_up(engine: Engine, client: JsonRpcClient, timeout: float = 30.0) -> None:
@@ -403,3 +458,29 @@ def _wait_caught_up(engine: Engine, client: JsonRpcClient, timeout: float = 30.0
     head = int(client.call("eth_blockNumber"), 16)
     while (engine.last_block or 0) < head and time.monotonic() < deadline:
         time.sleep(0.02)
+
+
+def _show_endpoints(services: RunServices) -> None:
+    if services.server is not None:
+        url = services.server.url
+        console.print(
+            f"metrics and health: {url}/metrics {url}/health {url}/ready", highlight=False
+        )
+
+
+def _show_tracker(services: RunServices) -> None:
+    """The tracker's tally at the end of the embedded run."""
+    tracker = services.tracker
+    if tracker is None:
+        return
+    try:
+        tracker.poll()  # the scenario's last liquidations, before the summary
+    except Exception as exc:  # the summary must not hide the scenario's result
+        errors.print(f"warning: last tracker poll failed: {exc}", highlight=False)
+    not_flagged = ", ".join(f"{reason} {n}" for reason, n in sorted(tracker.missed.items()))
+    flagged = tracker.delivered - sum(tracker.missed.values())
+    console.print(
+        f"liquidations tracked: {tracker.delivered} ({flagged} flagged by us beforehand"
+        + (f"; not flagged: {not_flagged})" if not_flagged else ")"),
+        highlight=False,
+    )

@@ -22,12 +22,12 @@ from overlord.aave import (
     simulate_liquidation,
 )
 from overlord.chain import aave_abi as abi
+from overlord.chain.aave_abi import LIQUIDATION_CALL_TOPIC
 from overlord.chain.abi import event_topic
 from overlord.chain.reader import MarketReader
 from overlord.chain.rpc import JsonRpcClient, RpcError
 from overlord.devnet.manifest import Manifest
 from overlord.devnet.transactions import Tx, TxSender
-from overlord.executor.executor import LIQUIDATION_CALL_TOPIC
 
 MAX_UINT = 2**256 - 1
 TRANSFER = event_topic("Transfer(address,address,uint256)")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import zmq
+from prometheus_client.parser import text_string_to_metric_families
 from zmq.utils.monitor import recv_monitor_message
 
 from overlord.chain import aave_abi
@@ -41,13 +44,19 @@ def test_run_publishes_exact_events_for_users_a_crash_puts_underwater(
         "--data-dir",
         str(tmp_path / "data"),
         "--log-json",
+        "--http-port",
+        "0",
     ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
+        base = ""
         for line in process.stdout:  # wait until the initial sync is over
+            if line.startswith("metrics and health: "):
+                base = line.split()[3].removesuffix("/metrics")
             if line.startswith("synced"):
                 break
+        _check_endpoints(base)
         # The publisher is bound by now; PUSH drops what no connected consumer takes, so
         # connect and wait (bounded) for the connection before anything is published.
         _connect_and_wait(consumer, endpoint)
@@ -124,3 +133,30 @@ def test_run_without_a_market_for_an_rpc_url_is_a_clear_error(tmp_path: Path) ->
     assert completed.returncode == 2
     assert "market" in completed.stderr
     assert "secret-key" not in completed.stderr + completed.stdout
+
+
+def _check_endpoints(base: str) -> None:
+    """/ready, /health and /metrics of the running engine, over HTTP."""
+    assert base.startswith("http://127.0.0.1:")
+    for _ in range(100):  # the sync is printed just before readiness flips
+        ready = httpx.get(f"{base}/ready", timeout=5)
+        if ready.status_code == 200:
+            break
+        time.sleep(0.05)
+    assert ready.json() == {"ready": True}
+    health = httpx.get(f"{base}/health", timeout=5).json()
+    assert health["status"] == "ok"
+    assert health["engine"]["users"] > 0
+    assert health["liquidationTracker"]["pollLimit"] == 5
+    assert health["onDemandHealthFactor"] is True
+    text = httpx.get(f"{base}/metrics", timeout=5).text
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    assert families["overlord_users"].samples[0].value == health["engine"]["users"]
+    assert families["overlord_liquidation_seen_total"].type == "gauge"
+    assert families["overlord_liquidation_new_events"].type == "counter"
+    calls = {
+        sample.labels["method"]: sample.value
+        for sample in families["overlord_rpc_requests"].samples
+        if sample.name.endswith("_total")
+    }
+    assert calls["eth_call"] > 0

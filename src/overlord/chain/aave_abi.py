@@ -6,7 +6,7 @@ and decode the same way. Output types follow the contracts of 3.0.2 and 3.6.0.
 
 from __future__ import annotations
 
-from overlord.chain.abi import Function
+from overlord.chain.abi import Function, event_topic
 
 U256 = ("uint256",)
 
@@ -47,6 +47,11 @@ REPAY = Function("repay(address,uint256,uint256,address)", U256)
 SET_USE_AS_COLLATERAL = Function("setUserUseReserveAsCollateral(address,bool)", ())
 SET_USER_EMODE = Function("setUserEMode(uint8)", ())
 LIQUIDATION_CALL = Function("liquidationCall(address,address,address,uint256,bool)", ())
+LIQUIDATION_CALL_TOPIC = event_topic(
+    "LiquidationCall(address,address,address,uint256,uint256,address,bool)"
+)
+"""topic0 of ``LiquidationCall(collateralAsset, debtAsset, user, debtToCover,
+liquidatedCollateralAmount, liquidator, receiveAToken)``; the three assets/user indexed."""
 
 # PoolAddressesProvider.
 GET_POOL = Function("getPool()", ("address",))

@@ -32,7 +32,8 @@ from typing import Any
 
 from overlord.aave import Liquidation, calculate_user_account_data
 from overlord.chain import aave_abi
-from overlord.chain.abi import Function, event_topic
+from overlord.chain.aave_abi import LIQUIDATION_CALL_TOPIC
+from overlord.chain.abi import Function
 from overlord.chain.reader import MarketReader, MarketState
 from overlord.chain.rpc import JsonRpcClient, RpcError
 from overlord.engine.plans import CostModel, Plan, plan_of, ranked_plans
@@ -43,9 +44,6 @@ from overlord.outputs.events import UnderwaterUserEvent
 log = logging.getLogger("overlord.execute")
 
 ALLOWANCE = Function("allowance(address,address)", ("uint256",))
-LIQUIDATION_CALL_TOPIC = event_topic(
-    "LiquidationCall(address,address,address,uint256,uint256,address,bool)"
-)
 MAX_UINT256 = 2**256 - 1
 GAS_HEADROOM = 1.25  # the gas limit over eth_estimateGas: state may move before inclusion
 NATIVE_UNIT = 10**18

@@ -198,9 +198,12 @@ class EventPublisher:
             PublisherClosedError: the publisher is closed.
             PublisherError: ZMQ failed for another reason than a full or absent consumer.
         """
+        self.send_bytes(encode_event(event), topic=topic)
+
+    def send_bytes(self, payload: bytes, *, topic: str | None = None) -> None:
+        """Send one already encoded message, as :meth:`publish` does (same errors)."""
         if self._closed:
             raise PublisherClosedError("publish() on a closed EventPublisher")
-        payload = encode_event(event)
         try:
             if self._kind is SocketKind.PUSH:
                 self._socket.send(payload, self._flags)

@@ -9,7 +9,14 @@ from overlord.config import SETTING_NAMES, Config, OutputConfig
 from tests.unit.config.helpers import load
 
 EXAMPLE = Path(__file__).parents[3] / "examples" / "overlord.toml"
-SECRETS = ("chain.rpc_url", "chain.ws_url", "feeds.chainlink_rpc_url")  # explained, never assigned
+SECRETS = (
+    "chain.rpc_url",
+    "chain.ws_url",
+    "feeds.chainlink_rpc_url",
+    "tracker.subgraph_url",
+    "tracker.subgraph_api_key",
+    "notify.webhook_url",
+)  # explained, never assigned
 
 
 def test_the_example_loads_and_holds_exactly_the_defaults() -> None:
@@ -33,4 +40,8 @@ def test_the_example_documents_every_setting_set_or_commented() -> None:
 def test_the_example_assigns_no_secret() -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
 
-    assert not re.search(r"^\s*(chainlink_rpc|rpc|ws)_url\s*=", text, re.MULTILINE)
+    assert not re.search(
+        r"^\s*(chainlink_rpc|rpc|ws|subgraph|webhook)_url\s*=|^\s*subgraph_api_key\s*=",
+        text,
+        re.MULTILINE,
+    )

@@ -17,6 +17,9 @@ from tests.unit.config.helpers import SECRET_URL, assert_no_secret, load, write_
         ("chain", "rpc_url", "OVERLORD_RPC_URL"),
         ("chain", "ws_url", "OVERLORD_WS_URL"),
         ("feeds", "chainlink_rpc_url", "CHAINLINK_RPC_URL"),
+        ("tracker", "subgraph_url", "SUBGRAPH_URL"),
+        ("tracker", "subgraph_api_key", "GRAPH_API_KEY"),
+        ("notify", "webhook_url", "OVERLORD_WEBHOOK_URL"),
     ],
 )
 def test_a_secret_in_the_file_is_refused_and_the_error_says_why(
@@ -108,3 +111,11 @@ def test_a_secret_url_compares_by_value_but_prints_redacted() -> None:
     assert secret == SecretUrl(SECRET_URL)
     assert repr(secret) == "SecretUrl('https://eth.example.com/…')"
     assert f"{secret}" == "https://eth.example.com/…"
+
+
+def test_the_subgraph_key_is_never_shown() -> None:
+    config = load(None, {"GRAPH_API_KEY": "SECRETKEY", "SUBGRAPH_URL": SECRET_URL})
+
+    assert config.tracker.subgraph_api_key is not None
+    assert config.tracker.subgraph_api_key.reveal() == "SECRETKEY"
+    assert_no_secret(repr(config) + str(config.tracker.subgraph_api_key) + config.describe())

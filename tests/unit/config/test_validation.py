@@ -338,3 +338,23 @@ def test_flag_values_of_the_wrong_type_are_refused(flags: dict[str, object], rea
         load(None, None, flags)
 
     assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"OVERLORD__TRACKER__SOURCE": "dune"}, "expected one of logs, subgraph"),
+        ({"OVERLORD__HTTP__METRICS_PREFIX": "9bad-"}, "not a Prometheus metric name prefix"),
+        ({"METRICS_PORT": "70000"}, "65535"),
+        ({"OVERLORD__VERIFIER__SAMPLE_USERS_PER_BLOCK": "-1"}, "must be 0..10000"),
+    ],
+)
+def test_tracker_http_and_verifier_settings_are_checked(env: dict[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        load(None, env)
+
+
+def test_metrics_port_and_tracker_source_from_the_environment() -> None:
+    config = load(None, {"METRICS_PORT": "0", "OVERLORD__TRACKER__SOURCE": "subgraph"})
+
+    assert (config.http.port, config.tracker.source) == (0, "subgraph")

@@ -1,0 +1,287 @@
+"""The services beside the engine in ``overlord run``: tracker, verifier, metrics, sinks.
+
+:class:`RunServices` is built before the initial sync and closed after the run:
+
+- ``/metrics``, ``/health`` and ``/ready`` (:class:`~overlord.observability.server.
+  ObservabilityServer`, loopback by default) start first, so ``/ready`` answers 503 for
+  the whole sync;
+- :meth:`RunServices.on_event` (every published ``UnderwaterUserEvent``) marks the user as
+  flagged for the tracker's verdicts, counts it, and sends opportunities worth at least
+  ``PROFIT_MIN_USD`` to the notification sinks;
+- :meth:`RunServices.on_block` (every processed block) updates the engine metrics, tells
+  the watchlist which users joined, and wakes the verifier sampler;
+- :meth:`RunServices.synced` (after the sync) starts the liquidation tracker and the
+  sampler, each on its own thread with its own node client, and flips readiness.
+
+Each service is isolated: a failing tracker poll, sampler check or sink is logged and
+counted and never stops the engine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from overlord import __version__
+from overlord.chain.rpc import RPC_STATS, JsonRpcClient
+from overlord.config import Config
+from overlord.engine.engine import BlockReport, Engine
+from overlord.engine.verifier import HealthFactorVerifier, VerifierSampler
+from overlord.observability.metrics import Metrics
+from overlord.observability.server import ObservabilityServer
+from overlord.observability.sinks import Sink, Sinks, WebhookSink
+from overlord.outputs.events import UnderwaterUserEvent, encode_event
+from overlord.outputs.publisher import EventPublisher, SocketKind
+from overlord.tracker.attribution import Watchlist
+from overlord.tracker.logsource import LogSource
+from overlord.tracker.ondemand import OnDemandHealth
+from overlord.tracker.store import TrackerStore
+from overlord.tracker.subgraph import SubgraphSettings, SubgraphSource
+from overlord.tracker.tracker import (
+    LiquidationSource,
+    LiquidationTracker,
+    TrackedLiquidation,
+    TrackerSettings,
+)
+
+log = logging.getLogger("overlord.run")
+LIQUIDATION_TOPIC = "liquidation"
+ClientFactory = Callable[[], JsonRpcClient]
+
+
+def liquidations_endpoint(config: Config) -> str:
+    """The tracker's PUB endpoint: configured, else an ipc socket in the data directory."""
+    configured = config.output.liquidations_endpoint
+    if configured is not None:
+        return configured
+    return f"ipc://{(config.output.data_dir / 'overlord-liquidations.ipc').resolve()}"
+
+
+class RunServices:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        config: Config,
+        pool: str,
+        new_client: ClientFactory,
+        *,
+        base_currency_unit: int = 10**8,
+    ) -> None:
+        self.config = config
+        self.pool = pool
+        self.new_client = new_client
+        self.started_at = time.time()
+        self.min_profit_base = int(config.profit.min_usd * base_currency_unit)
+        self.metrics = Metrics(config.http.metrics_prefix)
+        self.metrics.add_rpc_source(RPC_STATS.snapshot)
+        self.watchlist = Watchlist()
+        self.ready = threading.Event()
+        self.stop_event = threading.Event()
+        self.engine: Engine | None = None
+        self.tracker: LiquidationTracker | None = None
+        self.sampler: VerifierSampler | None = None
+        self.last_block: BlockReport | None = None
+        self._threads: list[threading.Thread] = []
+        self._clients: list[JsonRpcClient] = []
+        self._store: TrackerStore | None = None
+        self.server: ObservabilityServer | None = None
+        self.liquidations = EventPublisher(
+            liquidations_endpoint(config), kind=SocketKind.PUB, topic=LIQUIDATION_TOPIC
+        )
+        self.sinks = Sinks(self._sinks(), self.metrics)
+        if config.http.enabled:
+            server = ObservabilityServer(
+                self.metrics,
+                self.health,
+                self.ready.is_set,
+                host=config.http.host,
+                port=config.http.port,
+            )
+            try:
+                server.start()
+            except OSError:
+                self.close()
+                raise
+            self.server = server
+            log.info("http endpoints up", extra={"url": server.url})
+
+    def _sinks(self) -> Sequence[Sink]:
+        url = self.config.notify.webhook_url
+        if url is None:
+            return ()
+        return (WebhookSink(url.reveal(), metrics=self.metrics),)
+
+    # Hooks from the engine's threads.
+
+    def on_event(self, event: UnderwaterUserEvent) -> None:
+        """Every published event: flag the user, count it, notify an opportunity."""
+        self.watchlist.flagged(event.address.lower(), event.block_number)
+        kind = "pending" if event.tx_hash is not None else "mined"
+        self.metrics.events_published.labels(kind=kind).inc()
+        plan = event.liquidation_plan
+        if plan is not None and plan.estimated_net_profit_base >= self.min_profit_base:
+            self.sinks.send("opportunity.new", json.loads(encode_event(event)))
+
+    def on_block(self, report: BlockReport) -> None:
+        """Every processed block: engine metrics, new users, a verifier sample."""
+        self.last_block = report
+        self.watchlist.known(report.added_users, report.block_number)
+        metrics = self.metrics
+        metrics.head_block.set(report.block_number)
+        metrics.head_lag_seconds.set(time.time() - report.block_timestamp)
+        metrics.rescreen_duration_seconds.observe(report.elapsed_ms / 1000)
+        metrics.underwater_users.set(len(report.underwater))
+        if self.engine is not None:
+            metrics.users.set(self.engine.table.users)
+        if self.sampler is not None:
+            self.sampler.offer()
+
+    def synced(self, engine: Engine, users: Sequence[str], block: int, data_dir: Path) -> None:
+        """The initial sync is done: start the tracker and the sampler, then be ready."""
+        self.engine = engine
+        self.watchlist.started(users, block)
+        self.metrics.users.set(engine.table.users)
+        self.metrics.head_block.set(block)
+        if self.config.tracker.enabled:
+            self._start_tracker(block, data_dir)
+        if self.config.verifier.sample_users_per_block > 0:
+            verifier = HealthFactorVerifier(
+                self._client(),
+                self.pool,
+                tolerance=self.config.verifier.tolerance_wad,
+                debug_errors=self.config.tracker.subgraph_debug_errors,
+                dump_dir=data_dir,
+                metrics=self.metrics,
+            )
+            self.sampler = VerifierSampler(
+                engine, verifier, self.config.verifier.sample_users_per_block
+            )
+            self.sampler.start()
+        self.ready.set()
+
+    def _client(self) -> JsonRpcClient:
+        client = self.new_client()
+        self._clients.append(client)
+        return client
+
+    def _source(self, block: int) -> LiquidationSource:
+        tracker = self.config.tracker
+        if tracker.source == "subgraph":
+            if tracker.subgraph_url is None:
+                raise ValueError("tracker.source = subgraph needs SUBGRAPH_URL")
+            return SubgraphSource(
+                SubgraphSettings(
+                    url=tracker.subgraph_url.reveal(),
+                    api_key=(
+                        tracker.subgraph_api_key.reveal()
+                        if tracker.subgraph_api_key is not None
+                        else None
+                    ),
+                    poll_limit=tracker.poll_limit,
+                    debug_errors=tracker.subgraph_debug_errors,
+                )
+            )
+        start = tracker.from_block if tracker.from_block is not None else block
+        return LogSource(
+            self._client(), self.pool, start_block=start, confirmations=tracker.confirmations
+        )
+
+    def _start_tracker(self, block: int, data_dir: Path) -> None:
+        settings = self.config.tracker
+        self._store = TrackerStore.in_dir(data_dir)
+        health = (
+            OnDemandHealth(self._client(), self.pool) if settings.on_demand_health_factor else None
+        )
+        self.tracker = LiquidationTracker(
+            self._source(block),
+            self._store,
+            TrackerSettings(
+                ignore_bootstrap_batch=settings.ignore_bootstrap_batch,
+                poll_interval_s=settings.poll_interval_s,
+                min_collateral_base=self.config.detection.min_collateral_base,
+            ),
+            health=health,
+            watchlist=self.watchlist,
+            deliver=self._deliver_liquidation,
+            metrics=self.metrics,
+        )
+        self.metrics.liquidation_seen_total.set(self._store.seen_total())
+        thread = threading.Thread(
+            target=self.tracker.run, args=(self.stop_event,), name="tracker", daemon=True
+        )
+        thread.start()
+        self._threads.append(thread)
+
+    def _deliver_liquidation(self, item: TrackedLiquidation) -> None:
+        document = item.to_document()
+        self.liquidations.send_bytes(json.dumps(document).encode())
+        self.sinks.send("liquidation.new", document)
+
+    # Health.
+
+    def health(self) -> dict[str, Any]:
+        """The ``/health`` document (see docs/observability.md)."""
+        report = self.last_block
+        engine = self.engine
+        tracker = self.tracker
+        synced = self.ready.is_set()
+        return {
+            "status": "ok" if synced else "syncing",
+            "version": __version__,
+            "uptimeSeconds": round(time.time() - self.started_at, 3),
+            "head": {
+                "block": None if report is None else report.block_number,
+                "lagSeconds": None
+                if report is None
+                else round(time.time() - report.block_timestamp, 3),
+            },
+            "liquidationTracker": {
+                "enabled": tracker is not None,
+                "source": self.config.tracker.source,
+                "seenTotal": self._store.seen_total() if self._store is not None else 0,
+                "pollLimit": self.config.tracker.poll_limit,
+                "polls": 0 if tracker is None else tracker.polls,
+                "failedPolls": 0 if tracker is None else tracker.failures,
+                "delivered": 0 if tracker is None else tracker.delivered,
+                "notFlagged": {} if tracker is None else dict(tracker.missed),
+            },
+            "onDemandHealthFactor": tracker is not None and tracker.health is not None,
+            "engine": {
+                "synced": synced,
+                "users": 0 if engine is None else engine.table.users,
+                "underwaterUsers": 0 if engine is None else len(engine.underwater),
+                "lastBlock": None if engine is None else engine.last_block,
+            },
+            "verifier": {
+                "checks": 0 if self.sampler is None else self.sampler.verifier.checks,
+                "mismatches": 0 if self.sampler is None else self.sampler.verifier.mismatches,
+            },
+        }
+
+    def close(self) -> None:
+        """Stop every service (threads joined, sockets and clients closed)."""
+        self.stop_event.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        if self.sampler is not None:
+            self.sampler.stop()
+        self.sinks.close()
+        self.liquidations.close()
+        if self.server is not None:
+            self.server.stop()
+        if self._store is not None:
+            self._store.close()
+        for client in self._clients:
+            client.close()
+
+    def __enter__(self) -> RunServices:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""The liquidation tracker: who was liquidated, whether we saw it coming, and why not."""
