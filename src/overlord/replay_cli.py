@@ -29,6 +29,15 @@ from overlord.chain.market_ref import MarketResolutionError, resolve_market
 from overlord.chain.oracle import read_base_currency_unit
 from overlord.chain.reader import MarketReader, MarketState, normalize_address
 from overlord.chain.rpc import JsonRpcClient, RpcError, RpcTransportError
+from overlord.cli_options import (
+    FromBlockOption,
+    ManifestOption,
+    MarketOption,
+    PoolOption,
+    ProtocolVersionOption,
+    ProviderOption,
+    RpcUrlOption,
+)
 from overlord.engine.plans import BPS, CostModel, Plan
 from overlord.replay import (
     MarketReplay,
@@ -56,16 +65,15 @@ from overlord.verify import (
     EXIT_BAD_INPUT,
     EXIT_MISMATCH,
     PROGRESS_GROUP_SIZE,
-    RPC_URL_ENV,
-    _BadInput,
-    _latest_block,
-    _listed_users,
-    _one_line,
-    _parse_version,
-    _progress_bar,
-    _Target,
-    _target,
+    BadInput,
+    Target,
     discover_users,
+    latest_block,
+    listed_users,
+    one_line,
+    parse_target,
+    parse_version,
+    progress_bar,
 )
 
 MAX_DEBT: Final = 2**256 - 1
@@ -77,7 +85,7 @@ MAX_DEBT: Final = 2**256 - 1
 class _Request:
     """The command's validated input."""
 
-    target: _Target
+    target: Target
     block: int
     user: str | None
     listed: list[str] | None
@@ -101,16 +109,16 @@ def _user_option(user: str) -> str:
     try:
         return normalize_address(user.strip())
     except ValueError:
-        raise _BadInput(f"--user {user!r} is not a 0x-prefixed 20-byte hex address") from None
+        raise BadInput(f"--user {user!r} is not a 0x-prefixed 20-byte hex address") from None
 
 
 def _gas_option(text: str) -> Decimal:
     try:
         value = Decimal(text)
     except InvalidOperation:
-        raise _BadInput(f"--gas-cost-usd {text!r} is not a number") from None
+        raise BadInput(f"--gas-cost-usd {text!r} is not a number") from None
     if not value.is_finite() or value < 0:
-        raise _BadInput(f"--gas-cost-usd must be a non-negative number, not {text!r}")
+        raise BadInput(f"--gas-cost-usd must be a non-negative number, not {text!r}")
     return value
 
 
@@ -119,13 +127,13 @@ def _trace_entries(path: Path) -> list[TraceEntry]:
     try:
         entries, problems = load_trace(path)
     except (OSError, UnicodeDecodeError) as exc:
-        raise _BadInput(f"cannot read trace file {path}: {exc}") from None
+        raise BadInput(f"cannot read trace file {path}: {exc}") from None
     for problem in problems:
         Console(stderr=True, soft_wrap=True).print(
             f"warning: {path}: {problem} (skipped)", markup=False, highlight=False
         )
     if not entries:
-        raise _BadInput(f"no users: the trace file {path} has no '<address> <hf_wad>' line")
+        raise BadInput(f"no users: the trace file {path} has no '<address> <hf_wad>' line")
     return entries
 
 
@@ -134,46 +142,46 @@ def _listed(addresses: Path | None, trace: list[TraceEntry] | None) -> list[str]
         return [entry.user for entry in trace]
     if addresses is None:
         return None
-    users = _listed_users(addresses)
+    users = listed_users(addresses)
     if not users:
-        raise _BadInput(f"no users: the addresses file {addresses} lists no address")
+        raise BadInput(f"no users: the addresses file {addresses} lists no address")
     return users
 
 
 # Reading.
 
 
-def _resolved(client: JsonRpcClient, target: _Target) -> _Target:
+def _resolved(client: JsonRpcClient, target: Target) -> Target:
     """``target`` with its Pool (and discovery start) resolved from ``--market``."""
     if target.market is None:
         return target
     try:
         resolved = resolve_market(client, target.market)
     except MarketResolutionError as exc:
-        raise _BadInput(str(exc)) from None
+        raise BadInput(str(exc)) from None
     start = target.from_block if target.from_block is not None else resolved.deployment_block
-    return _Target(target.rpc_url, resolved.pool, start)
+    return Target(target.rpc_url, resolved.pool, start)
 
 
-def _users(client: JsonRpcClient, target: _Target, request: _Request) -> list[str]:
+def _users(client: JsonRpcClient, target: Target, request: _Request) -> list[str]:
     if request.listed is not None:
         return request.listed
     if target.from_block is None:
-        raise _BadInput("--from-block is needed to discover users (or pass --addresses)")
+        raise BadInput("--from-block is needed to discover users (or pass --addresses)")
     if target.from_block > request.block:
-        raise _BadInput(f"--from-block {target.from_block} is after --block {request.block}")
+        raise BadInput(f"--from-block {target.from_block} is after --block {request.block}")
     users = discover_users(client, target.pool, target.from_block, request.block)
     if not users:
         span = f"{target.from_block}..{request.block}"
-        raise _BadInput(f"no users: the Pool's events name nobody in blocks {span}")
+        raise BadInput(f"no users: the Pool's events name nobody in blocks {span}")
     return users
 
 
 def _replay(client: JsonRpcClient, request: _Request) -> _Outcome:
     target = _resolved(client, request.target)
-    latest = _latest_block(client)
+    latest = latest_block(client)
     if request.block > latest:
-        raise _BadInput(f"block {request.block} is beyond the node's latest block {latest}")
+        raise BadInput(f"block {request.block} is beyond the node's latest block {latest}")
     reader = MarketReader(client, target.pool, version=request.version)
     state = reader.read_market(request.block)
     unit = read_base_currency_unit(client, state.oracle)
@@ -183,7 +191,7 @@ def _replay(client: JsonRpcClient, request: _Request) -> _Outcome:
     if request.user is not None:
         return _Outcome(breakdown=_breakdown(reader, state, request, unit, costs))
     users = _users(client, target, request)
-    with _progress_bar(len(users)) as progress:
+    with progress_bar(len(users)) as progress:
         report = replay_market(
             reader,
             state,
@@ -217,7 +225,7 @@ def _run(request: _Request) -> _Outcome:
             raise
         except RpcError as exc:
             if looks_pruned(str(exc)):
-                raise _BadInput(
+                raise BadInput(
                     f"the node does not have the state of block {request.block} "
                     f"(pruned; replay needs an archive node): {exc}"
                 ) from None
@@ -530,7 +538,7 @@ def _render(outcome: _Outcome, as_json: bool) -> None:
 
 
 def _request(
-    target: _Target,
+    target: Target,
     block: int,
     user: str | None,
     addresses: Path | None,
@@ -545,7 +553,7 @@ def _request(
         user=_user_option(user) if user is not None else None,
         listed=_listed(addresses, trace),
         trace=trace,
-        version=_parse_version(protocol_version),
+        version=parse_version(protocol_version),
         fee_bps=fee_bps,
         gas_cost_usd=_gas_option(gas_cost_usd),
         top=top,
@@ -557,35 +565,12 @@ def replay_command(
         int,
         typer.Option("--block", min=0, show_default=False, help="Block to replay (required)."),
     ],
-    rpc_url: Annotated[
-        str | None,
-        typer.Option(
-            "--rpc-url",
-            envvar=RPC_URL_ENV,
-            show_envvar=True,
-            show_default=False,
-            help="JSON-RPC endpoint of the node (http or https; an archive node for old blocks).",
-        ),
-    ] = None,
-    manifest: Annotated[
-        Path | None,
-        typer.Option(
-            "--manifest", help="Devnet manifest: gives the Pool and the deployment block."
-        ),
-    ] = None,
-    pool: Annotated[str | None, typer.Option("--pool", help="Pool proxy address.")] = None,
-    market: Annotated[
-        str | None,
-        typer.Option("--market", help="Market preset (ethereum, base, ...) or provider address."),
-    ] = None,
-    provider: Annotated[
-        str | None,
-        typer.Option("--pool-addresses-provider", help="The market's PoolAddressesProvider."),
-    ] = None,
-    from_block: Annotated[
-        int | None,
-        typer.Option("--from-block", min=0, help="First block of the event scan for users."),
-    ] = None,
+    rpc_url: RpcUrlOption = None,
+    manifest: ManifestOption = None,
+    pool: PoolOption = None,
+    market: MarketOption = None,
+    provider: ProviderOption = None,
+    from_block: FromBlockOption = None,
     user: Annotated[
         str | None,
         typer.Option("--user", help="Break down this user in full instead of the whole market."),
@@ -610,12 +595,7 @@ def replay_command(
     gas_cost_usd: Annotated[
         str, typer.Option("--gas-cost-usd", help="Gas cost per liquidation, in USD.")
     ] = "0",
-    protocol_version: Annotated[
-        str | None,
-        typer.Option(
-            "--protocol-version", help="Compute as this version (e.g. 3.6) instead of detecting."
-        ),
-    ] = None,
+    protocol_version: ProtocolVersionOption = None,
 ) -> None:
     """Replay the market (or **--user**) as the Pool saw it at **--block**.
 
@@ -627,9 +607,9 @@ def replay_command(
     """
     try:
         if sum(source is not None for source in (user, addresses, trace)) > 1:
-            raise _BadInput("pass at most one of --user, --addresses and --trace")
+            raise BadInput("pass at most one of --user, --addresses and --trace")
         discover = user is None and addresses is None and trace is None
-        target = _target(
+        target = parse_target(
             rpc_url,
             manifest,
             pool,
@@ -640,8 +620,8 @@ def replay_command(
         )
         options = (protocol_version, fee_bps, gas_cost_usd, top)
         outcome = _run(_request(target, block, user, addresses, trace, options))
-    except (_BadInput, RpcError, VersionDetectionError, AaveMathError, ValueError) as exc:
-        raise _fail(_one_line(exc)) from None
+    except (BadInput, RpcError, VersionDetectionError, AaveMathError, ValueError) as exc:
+        raise _fail(one_line(exc)) from None
     _render(outcome, as_json)
     if _mismatched(outcome):
         raise typer.Exit(EXIT_MISMATCH)

@@ -52,6 +52,16 @@ from overlord.chain.logs import (
 from overlord.chain.market_ref import MarketRef, MarketResolutionError, resolve_market
 from overlord.chain.reader import MarketReader, MarketState, normalize_address
 from overlord.chain.rpc import JsonRpcClient, RpcError, RpcTransportError, redact_url
+from overlord.cli_options import (
+    RPC_URL_ENV,
+    FromBlockOption,
+    ManifestOption,
+    MarketOption,
+    PoolOption,
+    ProtocolVersionOption,
+    ProviderOption,
+    RpcUrlOption,
+)
 from overlord.devnet.manifest import Manifest, ManifestError
 
 ACCOUNT_FIELDS: Final = ACCOUNT_DATA_KEYS
@@ -59,7 +69,6 @@ ACCOUNT_FIELDS: Final = ACCOUNT_DATA_KEYS
 
 EXIT_MISMATCH: Final = 1
 EXIT_BAD_INPUT: Final = 2
-RPC_URL_ENV: Final = "OVERLORD_RPC_URL"
 DEFAULT_GROUP_SIZE: Final = 1000
 PROGRESS_MIN_USERS: Final = 200
 PROGRESS_GROUP_SIZE: Final = 250  # the command's groups: a smoother bar, a few more batches
@@ -269,7 +278,7 @@ def discover_users(
 
 
 @dataclass(frozen=True, slots=True)
-class _Target:
+class Target:
     """What to verify: the Pool (or the market to resolve it from), where discovery starts,
     and the RPC URL."""
 
@@ -279,11 +288,11 @@ class _Target:
     market: MarketRef | None = None
 
 
-class _BadInput(Exception):
+class BadInput(Exception):
     """A problem with the command's input; the message is shown as is, exit code 2."""
 
 
-def _target(
+def parse_target(
     rpc_url: str | None,
     manifest: Path | None,
     pool: str | None,
@@ -292,33 +301,33 @@ def _target(
     discover: bool,
     market: str | None = None,
     provider: str | None = None,
-) -> _Target:
+) -> Target:
     if not rpc_url:
-        raise _BadInput(f"no RPC URL: pass --rpc-url or set {RPC_URL_ENV}")
+        raise BadInput(f"no RPC URL: pass --rpc-url or set {RPC_URL_ENV}")
     if not re.match(r"^https?://[^/?#\s]+", rpc_url):
-        raise _BadInput(f"the RPC URL {redact_url(rpc_url)} is not an http(s) URL")
+        raise BadInput(f"the RPC URL {redact_url(rpc_url)} is not an http(s) URL")
     if sum(source is not None for source in (manifest, pool, market, provider)) != 1:
-        raise _BadInput(
+        raise BadInput(
             "pass exactly one of --manifest, --pool, --market and --pool-addresses-provider"
         )
     if market is not None or provider is not None:
-        return _Target(rpc_url, "", from_block, _market_ref(market, provider))
+        return Target(rpc_url, "", from_block, _market_ref(market, provider))
     if manifest is not None:
         pool, from_block = _from_manifest(manifest, from_block)
     try:
         address = normalize_address(str(pool))
     except ValueError:
-        raise _BadInput(f"--pool {pool!r} is not an address") from None
+        raise BadInput(f"--pool {pool!r} is not an address") from None
     if discover and from_block is None:
-        raise _BadInput("--from-block is needed to discover users (or pass --addresses)")
-    return _Target(rpc_url, address, from_block)
+        raise BadInput("--from-block is needed to discover users (or pass --addresses)")
+    return Target(rpc_url, address, from_block)
 
 
 def _from_manifest(manifest: Path, from_block: int | None) -> tuple[str, int]:
     try:
         loaded = Manifest.load(manifest)
     except ManifestError as exc:
-        raise _BadInput(str(exc)) from None
+        raise BadInput(str(exc)) from None
     # An explicit --from-block narrows the scan.
     return loaded.pool, loaded.deployment_block if from_block is None else from_block
 
@@ -327,15 +336,15 @@ def _market_ref(market: str | None, provider: str | None) -> MarketRef:
     try:
         return MarketRef.parse(market) if market is not None else MarketRef(provider=provider)
     except ValueError as exc:
-        raise _BadInput(str(exc)) from None
+        raise BadInput(str(exc)) from None
 
 
-def _listed_users(addresses: Path) -> list[str]:
+def listed_users(addresses: Path) -> list[str]:
     """The users of an addresses file; its bad lines are warned about on stderr."""
     try:
         users, problems = load_addresses_file(addresses)
     except (OSError, UnicodeDecodeError) as exc:
-        raise _BadInput(f"cannot read addresses file {addresses}: {exc}") from None
+        raise BadInput(f"cannot read addresses file {addresses}: {exc}") from None
     for problem in problems:
         Console(stderr=True, soft_wrap=True).print(
             f"warning: {addresses}: {problem} (skipped)", markup=False, highlight=False
@@ -344,7 +353,7 @@ def _listed_users(addresses: Path) -> list[str]:
 
 
 @contextmanager
-def _progress_bar(total: int) -> Iterator[ProgressCallback | None]:
+def progress_bar(total: int) -> Iterator[ProgressCallback | None]:
     """A progress bar on stderr for long reads; ``None`` (no bar) for few users."""
     if total < PROGRESS_MIN_USERS:
         yield None
@@ -411,7 +420,7 @@ def _print_human(console: Console, report: VerifyReport, pool: str, elapsed: flo
             console.print(f"    {name}: ours {ours}, chain {check.chain[index]}", highlight=False)
 
 
-def _latest_block(client: JsonRpcClient) -> int:
+def latest_block(client: JsonRpcClient) -> int:
     answer = client.call("eth_blockNumber")
     if not isinstance(answer, str) or not re.fullmatch(r"0x[0-9a-fA-F]+", answer):
         raise RpcError("eth_blockNumber", f"not a block number: {str(answer)[:80]!r}")
@@ -419,7 +428,7 @@ def _latest_block(client: JsonRpcClient) -> int:
 
 
 def _run(
-    target: _Target,
+    target: Target,
     block: int | None,
     listed: list[str] | None,
     version: ProtocolVersion | None,
@@ -431,22 +440,22 @@ def _run(
             try:
                 resolved = resolve_market(client, target.market)
             except MarketResolutionError as exc:
-                raise _BadInput(str(exc)) from None
+                raise BadInput(str(exc)) from None
             start = (
                 target.from_block if target.from_block is not None else resolved.deployment_block
             )
-            target = _Target(target.rpc_url, resolved.pool, start)
-        latest = _latest_block(client)
+            target = Target(target.rpc_url, resolved.pool, start)
+        latest = latest_block(client)
         if block is not None and block > latest:
-            raise _BadInput(f"block {block} is beyond the node's latest block {latest}")
+            raise BadInput(f"block {block} is beyond the node's latest block {latest}")
         at = latest if block is None else block
         if listed is not None:
             users = listed
-        elif target.from_block is not None:  # _target already insisted on it
+        elif target.from_block is not None:  # parse_target already insisted on it
             users = discover_users(client, target.pool, target.from_block, at)
         else:
-            raise _BadInput("--from-block is needed to discover users (or pass --addresses)")
-        with _progress_bar(len(users)) as progress:
+            raise BadInput("--from-block is needed to discover users (or pass --addresses)")
+        with progress_bar(len(users)) as progress:
             report = verify_users(
                 client,
                 target.pool,
@@ -459,45 +468,22 @@ def _run(
     return report, time.perf_counter() - started
 
 
-def _parse_version(text: str | None) -> ProtocolVersion | None:
+def parse_version(text: str | None) -> ProtocolVersion | None:
     if text is None:
         return None
     try:
         return ProtocolVersion.parse(text)
     except ValueError as exc:
-        raise _BadInput(str(exc)) from None
+        raise BadInput(str(exc)) from None
 
 
 def verify_command(
-    rpc_url: Annotated[
-        str | None,
-        typer.Option(
-            "--rpc-url",
-            envvar=RPC_URL_ENV,
-            show_envvar=True,
-            show_default=False,
-            help="JSON-RPC endpoint of the node (http or https).",
-        ),
-    ] = None,
-    manifest: Annotated[
-        Path | None,
-        typer.Option(
-            "--manifest", help="Devnet manifest: gives the Pool and the deployment block."
-        ),
-    ] = None,
-    pool: Annotated[str | None, typer.Option("--pool", help="Pool proxy address.")] = None,
-    market: Annotated[
-        str | None,
-        typer.Option("--market", help="Market preset (ethereum, base, ...) or provider address."),
-    ] = None,
-    provider: Annotated[
-        str | None,
-        typer.Option("--pool-addresses-provider", help="The market's PoolAddressesProvider."),
-    ] = None,
-    from_block: Annotated[
-        int | None,
-        typer.Option("--from-block", min=0, help="First block of the event scan for users."),
-    ] = None,
+    rpc_url: RpcUrlOption = None,
+    manifest: ManifestOption = None,
+    pool: PoolOption = None,
+    market: MarketOption = None,
+    provider: ProviderOption = None,
+    from_block: FromBlockOption = None,
     block: Annotated[
         int | None,
         typer.Option("--block", min=0, help="Block to verify at (default: the latest)."),
@@ -516,12 +502,7 @@ def verify_command(
         Path | None,
         typer.Option("--dump", help="Write one JSON line per user with both sets of outputs."),
     ] = None,
-    protocol_version: Annotated[
-        str | None,
-        typer.Option(
-            "--protocol-version", help="Compute as this version (e.g. 3.6) instead of detecting."
-        ),
-    ] = None,
+    protocol_version: ProtocolVersionOption = None,
 ) -> None:
     """Check our exact **getUserAccountData** against the Pool for every user.
 
@@ -531,7 +512,7 @@ def verify_command(
     """
     console, errors = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
     try:
-        target = _target(
+        target = parse_target(
             rpc_url,
             manifest,
             pool,
@@ -540,11 +521,11 @@ def verify_command(
             market=market,
             provider=provider,
         )
-        version = _parse_version(protocol_version)
-        listed = _listed_users(addresses) if addresses is not None else None
+        version = parse_version(protocol_version)
+        listed = listed_users(addresses) if addresses is not None else None
         report, elapsed = _run(target, block, listed, version)
-    except (_BadInput, RpcError, VersionDetectionError, ValueError) as exc:
-        errors.print(f"[bold red]error:[/] {escape(_one_line(exc))}", highlight=False)
+    except (BadInput, RpcError, VersionDetectionError, ValueError) as exc:
+        errors.print(f"[bold red]error:[/] {escape(one_line(exc))}", highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     if dump is not None:
         try:
@@ -561,7 +542,7 @@ def verify_command(
         raise typer.Exit(EXIT_MISMATCH)
 
 
-def _one_line(error: Exception) -> str:
+def one_line(error: Exception) -> str:
     if isinstance(error, RpcTransportError):
         return f"cannot reach the node: {error}"
     return " ".join(str(error).split())

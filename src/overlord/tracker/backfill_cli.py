@@ -19,6 +19,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from overlord.chain.market_ref import MarketRef, MarketResolutionError, resolve_market
 from overlord.chain.rpc import JsonRpcClient, RpcError, redact_url
+from overlord.cli_options import (
+    RPC_URL_ENV,
+    ManifestOption,
+    MarketOption,
+    ProviderOption,
+    RpcUrlOption,
+)
 from overlord.tracker.backfill import (
     BackfillResult,
     backfill_document,
@@ -30,7 +37,6 @@ from overlord.tracker.records import LiquidationRecord
 from overlord.tracker.subgraph import SubgraphError, SubgraphSettings, SubgraphSource
 
 EXIT_BAD_INPUT = 2
-RPC_URL_ENV = "OVERLORD_RPC_URL"
 errors = Console(stderr=True, soft_wrap=True)
 
 
@@ -108,23 +114,10 @@ def backfill_command(
     out: Annotated[Path, typer.Option("--out", help="Output file.")] = Path(
         "hf-backfill-output.json"
     ),
-    rpc_url: Annotated[
-        str | None,
-        typer.Option(
-            "--rpc-url",
-            envvar=RPC_URL_ENV,
-            show_envvar=True,
-            show_default=False,
-            help="JSON-RPC endpoint (an archive node for past blocks).",
-        ),
-    ] = None,
-    manifest: Annotated[Path | None, typer.Option("--manifest", help="A devnet manifest.")] = None,
-    market: Annotated[
-        str | None, typer.Option("--market", help="Market preset or provider address.")
-    ] = None,
-    provider: Annotated[
-        str | None, typer.Option("--pool-addresses-provider", help="PoolAddressesProvider.")
-    ] = None,
+    rpc_url: RpcUrlOption = None,
+    manifest: ManifestOption = None,
+    market: MarketOption = None,
+    provider: ProviderOption = None,
     source: Annotated[
         str,
         typer.Option(
