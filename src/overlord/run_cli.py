@@ -469,7 +469,14 @@ def _show_endpoints(services: RunServices) -> None:
 
 
 def _show_tracker(services: RunServices) -> None:
-    """The tracker's tally at the end of the embedded run."""
+    """The tracker's and the verifier's tallies at the end of the embedded run."""
+    if services.sampler is not None:
+        verifier = services.sampler.verifier
+        console.print(
+            f"verifier: {verifier.checks} sampled users checked against getUserAccountData, "
+            f"{verifier.mismatches} mismatches",
+            highlight=False,
+        )
     tracker = services.tracker
     if tracker is None:
         return

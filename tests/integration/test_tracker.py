@@ -219,6 +219,7 @@ def test_the_verifier_agrees_with_the_chain_and_catches_an_injected_mismatch(
     verifier = HealthFactorVerifier(
         rpc, devnet.manifest.pool, debug_errors=True, dump_dir=tmp_path, metrics=metrics
     )
+    verifier.revert_retry_s = 0.01
     block = _head(rpc)
     reader = MarketReader(rpc, devnet.manifest.pool)
     state = reader.read_market(block)

@@ -495,6 +495,21 @@ class MarketReader:
         results = self._run(requests, block)  # a repeated user is asked once
         return [_six(results[address]) for address in addresses]
 
+    def read_account_data_or_revert(
+        self, users: Sequence[str], block: int
+    ) -> list[tuple[int, int, int, int, int, int] | None]:
+        """:meth:`read_account_data`, with ``None`` for a user whose call the Pool reverts
+        (its math overflows for that user, say), where that method raises."""
+        addresses = [normalize_address(user) for user in users]
+        requests: dict[Any, BatchRequest] = {
+            address: self._call(abi.GET_USER_ACCOUNT_DATA, address, optional=True)
+            for address in addresses
+        }
+        results = self._run(requests, block)
+        return [
+            None if results[address] is None else _six(results[address]) for address in addresses
+        ]
+
 
 # Pure helpers: decoding and assembling.
 
