@@ -189,7 +189,11 @@ class RunServices:
             )
         start = tracker.from_block if tracker.from_block is not None else block
         return LogSource(
-            self._client(), self.pool, start_block=start, confirmations=tracker.confirmations
+            self._client(),
+            self.pool,
+            start_block=start,
+            confirmations=tracker.confirmations,
+            cold_until=block,
         )
 
     def _start_tracker(self, block: int, data_dir: Path) -> None:

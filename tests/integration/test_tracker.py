@@ -197,9 +197,12 @@ def test_the_bootstrap_batch_fills_the_seen_set_without_delivering(
     set_feed_prices(devnet, rpc, CRASH)
     victims = _underwater(devnet, rpc)
     _liquidate(devnet, rpc, victims[:2])  # before the tracker's first start
+    synced = _head(rpc)
+    after_start = _liquidate(devnet, rpc, victims[2:3])  # before the first poll, after the start
     delivered: list[TrackedLiquidation] = []
     with TrackerStore.in_dir(tmp_path) as store, caplog.at_level(logging.INFO):
         tracker = _tracker(devnet, rpc, store, delivered, start_block=start)
+        tracker.source.cold_until = synced  # type: ignore[attr-defined]
         report = tracker.poll()
         assert report.bootstrap
         assert report.suppressed == 2
@@ -207,9 +210,9 @@ def test_the_bootstrap_batch_fills_the_seen_set_without_delivering(
         assert tracker.health is not None
         assert tracker.health.queries == 0
         assert "bootstrap batch ignored (2 events suppressed)" in caplog.text
-        _liquidate(devnet, rpc, victims[2:3])
-        report = tracker.poll()
+        _drain(tracker)
     assert [item.record.user for item in delivered] == victims[2:3]
+    assert [item.block for item in delivered] == after_start
 
 
 def test_the_verifier_agrees_with_the_chain_and_catches_an_injected_mismatch(

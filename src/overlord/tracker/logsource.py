@@ -4,8 +4,10 @@ The cursor is the last block scanned. A poll scans from the block after it to th
 head minus ``confirmations`` (at most ``max_range`` blocks per poll, so a long downtime is
 caught up in bounded steps), reads the timestamps of the blocks that hold liquidations
 and returns the records with the new cursor. Without a cursor (a cold start) the scan
-starts at ``start_block`` (default: the head), and that first batch is the bootstrap
-batch.
+starts at ``start_block`` (default: the head) and ends at ``cold_until`` (default: the
+head), and that first batch is the bootstrap batch. ``overlord run`` sets ``cold_until`` to
+the block it synced at, so liquidations after the start are never in the bootstrap batch,
+however late the first poll comes.
 
 A log that is not a well-formed ``LiquidationCall`` of the Pool (wrong topic count,
 non-zero address padding, short data, a ``receiveAToken`` word that is not 0 or 1) is an
@@ -107,6 +109,7 @@ class LogSource:
     start_block: int | None = None
     confirmations: int = 0
     max_range: int = 10_000
+    cold_until: int | None = None
     name: str = "logs"
 
     def head(self) -> int:
@@ -120,13 +123,18 @@ class LogSource:
             RpcError: the node failed or answered garbage; ``ValueError``: a bad cursor.
         """
         head = self.head()
+        end = head
         if cursor is None:
             first = head if self.start_block is None else min(self.start_block, head)
+            if self.cold_until is not None:
+                end = min(self.cold_until, head)
+                if end < first:
+                    return SourceBatch((), str(end), True)
         else:
             first = int(cursor, 10) + 1
             if first > head:
                 return SourceBatch((), cursor, False)
-        last = min(head, first + self.max_range - 1)
+        last = min(end, first + self.max_range - 1)
         logs = fetch_logs(self.client, self.pool, [LIQUIDATION_CALL_TOPIC], first, last)
         mine = [log for log in logs if str(log.get("address", "")).lower() == self.pool.lower()]
         stamps = block_timestamps(
