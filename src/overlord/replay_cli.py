@@ -25,7 +25,6 @@ from rich.table import Table
 
 from overlord.aave import AaveMathError, ProtocolVersion, VersionDetectionError
 from overlord.aave.account import ACCOUNT_DATA_KEYS
-from overlord.chain.market_ref import MarketResolutionError, resolve_market
 from overlord.chain.oracle import read_base_currency_unit
 from overlord.chain.reader import MarketReader, MarketState, normalize_address
 from overlord.chain.rpc import JsonRpcClient, RpcError, RpcTransportError
@@ -70,10 +69,12 @@ from overlord.verify import (
     discover_users,
     latest_block,
     listed_users,
+    load_listed,
     one_line,
     parse_target,
     parse_version,
     progress_bar,
+    resolve_target,
 )
 
 MAX_DEBT: Final = 2**256 - 1
@@ -124,14 +125,7 @@ def _gas_option(text: str) -> Decimal:
 
 def _trace_entries(path: Path) -> list[TraceEntry]:
     """The entries of an hf-traces file; its bad lines are warned about on stderr."""
-    try:
-        entries, problems = load_trace(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"cannot read trace file {path}: {exc}") from None
-    for problem in problems:
-        Console(stderr=True, soft_wrap=True).print(
-            f"warning: {path}: {problem} (skipped)", markup=False, highlight=False
-        )
+    entries = load_listed(path, load_trace, "trace file")
     if not entries:
         raise BadInput(f"no users: the trace file {path} has no '<address> <hf_wad>' line")
     return entries
@@ -151,18 +145,6 @@ def _listed(addresses: Path | None, trace: list[TraceEntry] | None) -> list[str]
 # Reading.
 
 
-def _resolved(client: JsonRpcClient, target: Target) -> Target:
-    """``target`` with its Pool (and discovery start) resolved from ``--market``."""
-    if target.market is None:
-        return target
-    try:
-        resolved = resolve_market(client, target.market)
-    except MarketResolutionError as exc:
-        raise BadInput(str(exc)) from None
-    start = target.from_block if target.from_block is not None else resolved.deployment_block
-    return Target(target.rpc_url, resolved.pool, start)
-
-
 def _users(client: JsonRpcClient, target: Target, request: _Request) -> list[str]:
     if request.listed is not None:
         return request.listed
@@ -178,7 +160,7 @@ def _users(client: JsonRpcClient, target: Target, request: _Request) -> list[str
 
 
 def _replay(client: JsonRpcClient, request: _Request) -> _Outcome:
-    target = _resolved(client, request.target)
+    target = resolve_target(client, request.target)
     latest = latest_block(client)
     if request.block > latest:
         raise BadInput(f"block {request.block} is beyond the node's latest block {latest}")

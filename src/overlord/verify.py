@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Final, TextIO
+from typing import Annotated, Any, Final, TextIO, TypeVar
 
 import typer
 from eth_utils.address import is_checksum_address
@@ -74,6 +74,7 @@ PROGRESS_MIN_USERS: Final = 200
 PROGRESS_GROUP_SIZE: Final = 250  # the command's groups: a smoother bar, a few more batches
 
 AccountTuple = tuple[int, int, int, int, int, int]
+Item = TypeVar("Item")
 ProgressCallback = Callable[[int, int], None]
 """``progress(done, total)``: called after each group of users."""
 
@@ -339,17 +340,37 @@ def _market_ref(market: str | None, provider: str | None) -> MarketRef:
         raise BadInput(str(exc)) from None
 
 
-def listed_users(addresses: Path) -> list[str]:
-    """The users of an addresses file; its bad lines are warned about on stderr."""
+def resolve_target(client: JsonRpcClient, target: Target) -> Target:
+    """``target`` with its Pool (and discovery start) resolved from ``--market``."""
+    if target.market is None:
+        return target
     try:
-        users, problems = load_addresses_file(addresses)
+        resolved = resolve_market(client, target.market)
+    except MarketResolutionError as exc:
+        raise BadInput(str(exc)) from None
+    start = target.from_block if target.from_block is not None else resolved.deployment_block
+    return Target(target.rpc_url, resolved.pool, start)
+
+
+def load_listed(
+    path: Path, load: Callable[[Path], tuple[list[Item], Sequence[object]]], kind: str
+) -> list[Item]:
+    """The items of a file read by ``load`` (``(items, problems)``); each problem is warned
+    about on stderr and skipped, an unreadable file is :class:`BadInput`."""
+    try:
+        items, problems = load(path)
     except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"cannot read addresses file {addresses}: {exc}") from None
+        raise BadInput(f"cannot read {kind} {path}: {exc}") from None
     for problem in problems:
         Console(stderr=True, soft_wrap=True).print(
-            f"warning: {addresses}: {problem} (skipped)", markup=False, highlight=False
+            f"warning: {path}: {problem} (skipped)", markup=False, highlight=False
         )
-    return users
+    return items
+
+
+def listed_users(addresses: Path) -> list[str]:
+    """The users of an addresses file; its bad lines are warned about on stderr."""
+    return load_listed(addresses, load_addresses_file, "addresses file")
 
 
 @contextmanager
@@ -436,15 +457,7 @@ def _run(
     """Verify ``listed`` users, or those the Pool's events name up to the block."""
     started = time.perf_counter()
     with JsonRpcClient(target.rpc_url) as client:
-        if target.market is not None:
-            try:
-                resolved = resolve_market(client, target.market)
-            except MarketResolutionError as exc:
-                raise BadInput(str(exc)) from None
-            start = (
-                target.from_block if target.from_block is not None else resolved.deployment_block
-            )
-            target = Target(target.rpc_url, resolved.pool, start)
+        target = resolve_target(client, target)
         latest = latest_block(client)
         if block is not None and block > latest:
             raise BadInput(f"block {block} is beyond the node's latest block {latest}")

@@ -17,7 +17,6 @@ import pytest
 import zmq
 from prometheus_client.parser import text_string_to_metric_families
 
-from overlord.chain import aave_abi
 from overlord.chain.rpc import JsonRpcClient
 from overlord.config import (
     Config,
@@ -29,12 +28,12 @@ from overlord.config import (
 )
 from overlord.demo_cli import CRASH, fund_liquidator, set_feed_prices
 from overlord.devnet.launch import Devnet
-from overlord.devnet.transactions import Tx, TxSender
 from overlord.engine.engine import Engine, EngineSettings
 from overlord.engine.follower import NodeChain
 from overlord.engine.runner import Runner
 from overlord.outputs.events import UnderwaterUserEvent
 from overlord.run_services import RunServices, liquidations_endpoint
+from tests.integration.liquidating import liquidate
 
 
 class Receiver:
@@ -119,15 +118,8 @@ def test_services_announce_liquidations_with_verdicts_and_expose_metrics(
         crash_block = NodeChain(rpc).latest().number
         services.on_block(runner.process(crash_block))
         flagged = sorted(events, key=lambda e: e.user_account_data.health_factor)[0]
-        plan = flagged.liquidation_plan
-        assert plan is not None
-        liquidator = devnet.manifest.accounts["liquidator"]
-        approve = aave_abi.APPROVE.encode(pool, 2**256 - 1)
-        call = aave_abi.LIQUIDATION_CALL.encode(
-            plan.collateral_asset, plan.debt_asset, flagged.address, plan.debt_to_cover, False
-        )
-        TxSender(rpc).send([Tx(liquidator, plan.debt_asset, approve, "approve")])
-        TxSender(rpc).send([Tx(liquidator, pool, call, "liquidate", 2_000_000)])
+        assert flagged.liquidation_plan is not None
+        liquidate(devnet, rpc, [flagged.address.lower()])
 
         topic, payload = subscriber.recv_multipart()
         document = json.loads(payload)

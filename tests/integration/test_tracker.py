@@ -17,16 +17,13 @@ import pytest
 from typer.testing import CliRunner
 
 from overlord.aave import calculate_user_account_data
-from overlord.chain import aave_abi
 from overlord.chain.reader import MarketReader
 from overlord.chain.rpc import JsonRpcClient
 from overlord.cli import app
 from overlord.demo_cli import CRASH, fund_liquidator, set_feed_prices
 from overlord.devnet.launch import Devnet
-from overlord.devnet.transactions import Tx, TxSender
 from overlord.engine.engine import Engine, EngineSettings
 from overlord.engine.follower import NodeChain
-from overlord.engine.plans import best_plan
 from overlord.engine.verifier import DUMP_FILE, HealthFactorVerifier, VerifierSampler
 from overlord.observability.metrics import Metrics
 from overlord.tracker.attribution import Verdict, Watchlist
@@ -34,56 +31,13 @@ from overlord.tracker.logsource import LogSource
 from overlord.tracker.ondemand import OnDemandHealth
 from overlord.tracker.store import TrackerStore
 from overlord.tracker.tracker import LiquidationTracker, TrackedLiquidation, TrackerSettings
+from tests.integration.liquidating import liquidate, underwater_users
 
 WAD = 10**18
 
 
 def _head(rpc: JsonRpcClient) -> int:
     return NodeChain(rpc).latest().number
-
-
-def _underwater(devnet: Devnet, rpc: JsonRpcClient) -> list[str]:
-    """The seeded users below health factor 1 now, lowest first."""
-    reader = MarketReader(rpc, devnet.manifest.pool)
-    block = _head(rpc)
-    state = reader.read_market(block)
-    accounts = reader.read_users(list(devnet.users), block, state)
-    scored = [
-        (calculate_user_account_data(state.market, a, state.block_timestamp), a.address)
-        for a in accounts
-    ]
-    return [
-        user
-        for data, user in sorted(scored, key=lambda s: s[0].health_factor)
-        if data.health_factor < WAD and data.total_debt_base > 0
-    ]
-
-
-def _liquidate(devnet: Devnet, rpc: JsonRpcClient, users: list[str]) -> list[int]:
-    """Liquidate each of ``users`` with its best plan, one block each; their blocks."""
-    reader = MarketReader(rpc, devnet.manifest.pool)
-    liquidator = devnet.manifest.accounts["liquidator"]
-    approvals = [
-        Tx(liquidator, r.asset, aave_abi.APPROVE.encode(devnet.manifest.pool, 2**256 - 1), "ok")
-        for r in devnet.manifest.reserves
-    ]
-    TxSender(rpc).send(approvals)
-    blocks = []
-    for user in users:
-        block = _head(rpc)
-        state = reader.read_market(block)
-        (account,) = reader.read_users([user], block, state)
-        plan = best_plan(state.market, account, state.block_timestamp + 1, liquidator)
-        assert plan is not None, user
-        call = plan.liquidation
-        data = aave_abi.LIQUIDATION_CALL.encode(
-            call.collateral_asset, call.debt_asset, user, call.debt_to_cover, False
-        )
-        (receipt,) = TxSender(rpc).send(
-            [Tx(liquidator, devnet.manifest.pool, data, "liquidate", 2_000_000)]
-        )
-        blocks.append(int(str(receipt["blockNumber"]), 16))
-    return blocks
 
 
 def _tracker(
@@ -110,12 +64,12 @@ def _tracker(
     )
 
 
-def _drain(tracker: LiquidationTracker) -> None:
+def _drain(tracker: LiquidationTracker, rpc: JsonRpcClient) -> None:
     """Poll until the source has reached the head."""
     for _ in range(1000):
         report = tracker.poll()
         cursor = tracker.store.cursor("logs")
-        if cursor is not None and int(cursor) >= _head(tracker.health.client) and not report.new:  # type: ignore[union-attr]
+        if cursor is not None and int(cursor) >= _head(rpc) and not report.new:
             return
     raise AssertionError("the tracker never caught up")
 
@@ -130,17 +84,17 @@ def test_each_liquidation_once_with_exact_health_around_it_across_a_restart(
     assert tracker.poll().bootstrap  # a cold start: nothing yet, the cursor is set
 
     set_feed_prices(devnet, rpc, CRASH)
-    victims = _underwater(devnet, rpc)
+    victims = underwater_users(devnet, rpc)
     assert len(victims) >= 4
-    first_blocks = _liquidate(devnet, rpc, victims[:2])
+    first_blocks = liquidate(devnet, rpc, victims[:2])
     report = tracker.poll()
     assert [item.record.user for item in report.new] == victims[:2]
 
     store.close()  # a restart: two more liquidations while nothing runs
-    second_blocks = _liquidate(devnet, rpc, victims[2:4])
+    second_blocks = liquidate(devnet, rpc, victims[2:4])
     store = TrackerStore.in_dir(tmp_path)
     restarted = _tracker(devnet, rpc, store, delivered, start_block=0, max_range=1)
-    _drain(restarted)  # one block per poll: the catch-up takes many polls, none loses any
+    _drain(restarted, rpc)  # one block per poll: the catch-up takes many polls, none loses any
 
     assert [item.record.user for item in delivered] == victims[:4]
     assert [item.block for item in delivered] == first_blocks + second_blocks
@@ -165,7 +119,7 @@ def test_verdicts_say_whether_we_flagged_the_user_first(
     fund_liquidator(devnet, rpc)
     start = _head(rpc)
     set_feed_prices(devnet, rpc, CRASH)
-    victims = _underwater(devnet, rpc)
+    victims = underwater_users(devnet, rpc)
     watchlist = Watchlist()
     watchlist.started([user for user in devnet.users if user != victims[1]], start)
     watchlist.flagged(victims[0], _head(rpc))  # we announced the first, never the second
@@ -176,7 +130,7 @@ def test_verdicts_say_whether_we_flagged_the_user_first(
             devnet, rpc, store, delivered, start_block=start, watchlist=watchlist, metrics=metrics
         )
         tracker.poll()
-        _liquidate(devnet, rpc, victims[:3])
+        liquidate(devnet, rpc, victims[:3])
         tracker.poll()
 
     verdicts = {item.record.user: item.verdict for item in delivered}
@@ -195,10 +149,10 @@ def test_the_bootstrap_batch_fills_the_seen_set_without_delivering(
     fund_liquidator(devnet, rpc)
     start = _head(rpc)
     set_feed_prices(devnet, rpc, CRASH)
-    victims = _underwater(devnet, rpc)
-    _liquidate(devnet, rpc, victims[:2])  # before the tracker's first start
+    victims = underwater_users(devnet, rpc)
+    liquidate(devnet, rpc, victims[:2])  # before the tracker's first start
     synced = _head(rpc)
-    after_start = _liquidate(devnet, rpc, victims[2:3])  # before the first poll, after the start
+    after_start = liquidate(devnet, rpc, victims[2:3])  # before the first poll, after the start
     delivered: list[TrackedLiquidation] = []
     with TrackerStore.in_dir(tmp_path) as store, caplog.at_level(logging.INFO):
         tracker = _tracker(devnet, rpc, store, delivered, start_block=start)
@@ -210,7 +164,7 @@ def test_the_bootstrap_batch_fills_the_seen_set_without_delivering(
         assert tracker.health is not None
         assert tracker.health.queries == 0
         assert "bootstrap batch ignored (2 events suppressed)" in caplog.text
-        _drain(tracker)
+        _drain(tracker, rpc)
     assert [item.record.user for item in delivered] == victims[2:3]
     assert [item.block for item in delivered] == after_start
 
@@ -220,9 +174,13 @@ def test_the_verifier_agrees_with_the_chain_and_catches_an_injected_mismatch(
 ) -> None:
     metrics = Metrics()
     verifier = HealthFactorVerifier(
-        rpc, devnet.manifest.pool, debug_errors=True, dump_dir=tmp_path, metrics=metrics
+        rpc,
+        devnet.manifest.pool,
+        debug_errors=True,
+        dump_dir=tmp_path,
+        metrics=metrics,
+        revert_retry_s=0.01,
     )
-    verifier.revert_retry_s = 0.01
     block = _head(rpc)
     reader = MarketReader(rpc, devnet.manifest.pool)
     state = reader.read_market(block)
@@ -269,8 +227,8 @@ def test_backfill_writes_each_users_health_before_and_now(
 ) -> None:
     fund_liquidator(devnet, rpc)
     set_feed_prices(devnet, rpc, CRASH)
-    victims = _underwater(devnet, rpc)
-    blocks = _liquidate(devnet, rpc, victims[:3])
+    victims = underwater_users(devnet, rpc)
+    blocks = liquidate(devnet, rpc, victims[:3])
     out = tmp_path / "hf-backfill-output.json"
 
     result = CliRunner().invoke(

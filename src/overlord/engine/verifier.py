@@ -88,6 +88,7 @@ class HealthFactorVerifier:
         debug_errors: bool = False,
         dump_dir: Path | None = None,
         metrics: Metrics | None = None,
+        revert_retry_s: float = 1.0,
     ) -> None:
         if tolerance < 0:
             raise ValueError("the verifier's tolerance cannot be negative")
@@ -98,7 +99,7 @@ class HealthFactorVerifier:
         self.metrics = metrics
         self.checks = 0
         self.mismatches = 0
-        self.revert_retry_s = 1.0
+        self.revert_retry_s = revert_retry_s
 
     def verify(self, user: str, health_factor: int, block: int) -> Verification:
         """``health_factor`` (wad) against ``getUserAccountData(user)`` at ``block``."""

@@ -13,8 +13,10 @@ from overlord.engine.verifier import POOL_REVERTED_TOO, HealthFactorVerifier
 from overlord.observability.metrics import Metrics
 from overlord.verify import AccountTuple
 from tests.unit.aave.builders import make_market, make_reserve, make_user
+from tests.unit.chain.fakes import FakeNode, client_for
 
 RAY = 10**27
+POOL = "0x" + "aa" * 20
 
 
 class ScriptedReader:
@@ -37,16 +39,14 @@ def _state() -> MarketState:
         [make_reserve(0, liquidity_index=RAY, variable_borrow_index=RAY), make_reserve(1)],
         {0: 2_000 * 10**8, 1: 10**8},
     )
-    return MarketState(market, 100, 1_700_000_000, {}, "0x" + "aa" * 20, "0x" + "bb" * 20)
+    return MarketState(market, 100, 1_700_000_000, {}, POOL, "0x" + "bb" * 20)
 
 
 def _verifier(answers: list[list[AccountTuple | None]]) -> tuple[HealthFactorVerifier, Metrics]:
     metrics = Metrics()
-    verifier = HealthFactorVerifier.__new__(HealthFactorVerifier)
+    with client_for(FakeNode()) as client:  # never asked: the scripted reader answers
+        verifier = HealthFactorVerifier(client, POOL, metrics=metrics, revert_retry_s=0.0)
     verifier.reader = ScriptedReader(answers)  # type: ignore[assignment]
-    verifier.tolerance, verifier.debug_errors, verifier.dump_dir = 0, False, None
-    verifier.metrics, verifier.checks, verifier.mismatches = metrics, 0, 0
-    verifier.revert_retry_s = 0.0
     return verifier, metrics
 
 
@@ -86,7 +86,7 @@ def test_a_user_the_pool_and_our_math_both_refuse_is_consistent() -> None:
         100,
         1_700_000_000,
         {},
-        "0x" + "aa" * 20,
+        POOL,
         "0x" + "bb" * 20,
     )  # no price for the debt asset: our math refuses, as the Pool would revert
     verifier, _ = _verifier([[None]])
