@@ -32,6 +32,7 @@ evaluation reads it, never across RPC, so the price path waits at most one table
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -48,9 +49,11 @@ from overlord.chain.reader import MarketReader, MarketState
 from overlord.chain.rpc import JsonRpcClient
 from overlord.engine.positions import PositionTable
 from overlord.engine.screen import SAFE, block_factors, screen
+from overlord.engine.store import Checkpoint, EngineStore, EngineStoreError, ProcessedBlock
 from overlord.engine.touched import touched_users
 
 SyncProgress = Callable[[int, int], None]
+log = logging.getLogger("overlord.engine")
 HISTORY_BLOCKS = 128
 
 
@@ -108,21 +111,6 @@ class _Announced:
     at: int  # block timestamp
 
 
-@dataclass(frozen=True)
-class ProcessedBlock:
-    """What processing one block did to the table: for rolling it back after a reorg.
-
-    ``first``..``number`` is the range of blocks whose logs were read; ``reread`` the users
-    whose rows were read at ``number``; ``block_hash`` the hash the block was processed as
-    (``None`` when the caller did not know it).
-    """
-
-    number: int
-    first: int
-    block_hash: str | None
-    reread: frozenset[str]
-
-
 @dataclass
 class Engine:
     """One market's engine over a JSON-RPC client (see the module docstring)."""
@@ -136,6 +124,8 @@ class Engine:
     last_block: int | None = None
     underwater: dict[str, AccountData] = field(default_factory=dict)
     history_blocks: int = HISTORY_BLOCKS
+    store: EngineStore | None = None
+    store_errors: int = 0
     _announced: dict[str, _Announced] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -161,15 +151,50 @@ class Engine:
             for i in range(0, len(unique), self.settings.batch_size)
         ]
         done = 0
-        for accounts in self._read_batches(batches, block, self.state):
-            with self.lock:
-                for account in accounts:
-                    self.table.upsert(account)
-            done += len(accounts)
-            if progress is not None:
-                progress(done, len(unique))
+        store = self.store
+        if store is not None:
+            store.begin_sync()
+        try:
+            for accounts in self._read_batches(batches, block, self.state):
+                with self.lock:
+                    for account in accounts:
+                        self.table.upsert(account)
+                if store is not None:
+                    store.add_synced(accounts)
+                done += len(accounts)
+                if progress is not None:
+                    progress(done, len(unique))
+            if store is not None:
+                store.finish_sync(self.state)
+        finally:
+            if store is not None:
+                store.abort_sync()  # nothing to abort once finished
         self.last_block = block
         return len(unique)
+
+    def restore(self) -> Checkpoint | None:
+        """Load the store's state into the (empty) engine: the table, the market, the
+        last block and the recent blocks' history; ``None`` when the store is empty.
+
+        The next :meth:`process_block` reads the market in full and every event since the
+        checkpoint, so the engine is then exactly at that block; a reorg while it was
+        down is seen by the follower's :func:`~overlord.engine.follower.plan_head`
+        against the restored hashes and rolled back as in a live run.
+
+        Raises:
+            EngineStoreError: the stored state does not decode.
+        """
+        if self.store is None:
+            return None
+        with self.lock:
+            restored = self.store.load_into(self.table)
+            if restored is None:
+                return None
+            self.state = restored.state
+            self.last_block = restored.checkpoint.block
+            self.history = deque(restored.history, maxlen=self.history_blocks)
+            self._full_read_due = True
+        return restored.checkpoint
 
     def _read_batches(
         self, batches: list[list[str]], block: int, state: MarketState
@@ -229,6 +254,7 @@ class Engine:
             state.market, block, state.block_timestamp, moved, on_detection
         )
         self.underwater = current
+        self._save(state, self.history[-1], accounts)
         elapsed = (time.perf_counter() - started) * 1000
         return BlockReport(
             block,
@@ -242,6 +268,20 @@ class Engine:
             candidates,
             new_users,
         )
+
+    def _save(
+        self, state: MarketState, processed: ProcessedBlock, accounts: list[UserAccount]
+    ) -> None:
+        """Checkpoint the block (after its detections are out: saving is not on the
+        critical path). A failed write is logged and counted; the store keeps the changes
+        for the next block's transaction, and detection goes on."""
+        if self.store is None:
+            return
+        try:
+            self.store.apply_block(state, processed, accounts)
+        except EngineStoreError as exc:
+            self.store_errors += 1
+            log.error("cannot save the block; detection goes on", extra={"error": str(exc)})
 
     def _read_market(self, block: int, first: int) -> MarketState:
         """The market at ``block``: an incremental read from the last state (one round
@@ -282,6 +322,34 @@ class Engine:
             )
             self.last_block = ancestor
             return len(orphaned)
+
+    def reread_next(self, addresses: Iterable[str]) -> None:
+        """Read ``addresses`` again at the next processed block (known or not: an unknown
+        address joins the table then). For reconciliation and a grown addresses file."""
+        with self.lock:
+            self._reread |= {address.lower() for address in addresses}
+
+    def drop_users(self, addresses: Iterable[str]) -> int:
+        """Forget ``addresses``' positions and announcements (an addresses file shrank);
+        returns how many were known. A dropped user who acts on the Pool later is seen in
+        its events and joins again, like any new user."""
+        dropped, wanted = 0, {address.lower() for address in addresses}
+        with self.lock:
+            for address in wanted:
+                self._reread.discard(address)
+                if self.table.user_index(address) is None:
+                    continue
+                self.table.remove(address)
+                self.underwater.pop(address, None)
+                self._announced.pop(address, None)
+                dropped += 1
+            if self.store is not None:
+                try:
+                    self.store.drop(wanted)
+                except EngineStoreError as exc:
+                    self.store_errors += 1
+                    log.error("cannot save dropped users", extra={"error": str(exc)})
+        return dropped
 
     def processed_hashes(self) -> dict[int, str]:
         """Block number -> hash of the recent processed blocks whose hash is known."""
