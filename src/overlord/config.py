@@ -13,6 +13,7 @@ frozen :class:`Config` of frozen sections. Sources, in increasing precedence:
    ==================================  ============================
    ``OVERLORD_RPC_URL`` (secret)       ``chain.rpc_url``
    ``OVERLORD_WS_URL`` (secret)        ``chain.ws_url``
+   ``OVERLORD_RPC_FALLBACK_URLS`` (s.)  ``chain.fallback_rpc_urls``
    ``VEGA_ADDRESSES_FILE``             ``users.addresses_file``
    ``TEMP_OUTPUT_DIR``                 ``output.temp_output_dir``
    ``PROFIT_FEE_BPS``                  ``profit.fee_bps``
@@ -143,7 +144,9 @@ class ChainConfig:
     embedded local chain's own market. ``ws_url`` is the node's WebSocket, for pushed
     heads, logs and pending transactions; ``None`` means polling over HTTP every
     ``poll_interval_s``. ``buckets`` is how many read batches may be in flight at once;
-    ``batch_size`` the most requests per JSON-RPC batch.
+    ``batch_size`` the most requests per JSON-RPC batch. ``fallback_rpc_urls`` are more
+    nodes of the same chain: requests fail over to them (and back) by health, up to
+    ``rpc_attempts`` tries each, at most ``rpc_rate_limit_per_s`` per node (0: no limit).
     """
 
     rpc_url: SecretUrl | None = None
@@ -153,6 +156,9 @@ class ChainConfig:
     request_timeout_s: float = 30.0
     buckets: int = 4
     batch_size: int = 500
+    fallback_rpc_urls: tuple[SecretUrl, ...] = ()
+    rpc_attempts: int = 3
+    rpc_rate_limit_per_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +272,20 @@ class VerifierConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StateConfig:
+    """``[state]``: the engine's checkpoint in ``DATA_DIR/engine.sqlite`` (a restart loads
+    it and catches up instead of syncing every user again), the background reconciliation
+    of every user against the chain every ``reconcile_interval_s`` (0: off), the addresses
+    file watched every ``watch_addresses_s`` (0: off), and how many users a warm restart
+    checks against ``getUserAccountData`` before going live."""
+
+    enabled: bool = True
+    reconcile_interval_s: float = 600.0
+    watch_addresses_s: float = 2.0
+    restart_verify_users: int = 64
+
+
+@dataclass(frozen=True, slots=True)
 class HttpConfig:
     """``[http]``: ``/metrics``, ``/health`` and ``/ready``; loopback unless told otherwise.
     ``port`` 0 picks a free port (logged at start)."""
@@ -293,6 +313,7 @@ _SECTIONS: Final[Mapping[str, type]] = MappingProxyType(
         "feeds": FeedsConfig,
         "tracker": TrackerConfig,
         "verifier": VerifierConfig,
+        "state": StateConfig,
         "http": HttpConfig,
         "notify": NotifyConfig,
     }
@@ -311,6 +332,7 @@ class Config:
     feeds: FeedsConfig = field(default_factory=FeedsConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     verifier: VerifierConfig = field(default_factory=VerifierConfig)
+    state: StateConfig = field(default_factory=StateConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     origins: Mapping[str, str] = field(
@@ -336,6 +358,8 @@ def _display(value: object) -> str:
         return "unset"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, tuple) and all(isinstance(item, SecretUrl) for item in value):
+        return ",".join(str(item) for item in value) or "none"
     if isinstance(value, tuple):
         return ",".join(f"{symbol}:{address}" for symbol, address in value) or "none"
     return str(value)
@@ -385,6 +409,21 @@ def _integer(minimum: int, maximum: int | None = None) -> Parser:
 
 
 def _seconds(value: object, source: _Source) -> float:
+    number = _number(value, source)
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"{number} is out of range: must be a positive number of seconds")
+    return number
+
+
+def _seconds_or_off(value: object, source: _Source) -> float:
+    """A number of seconds, or 0 for off."""
+    number = _number(value, source)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{number} is out of range: must be 0 (off) or a positive number")
+    return number
+
+
+def _number(value: object, source: _Source) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a number of seconds, got a boolean")
     number: float
@@ -397,8 +436,6 @@ def _seconds(value: object, source: _Source) -> float:
             raise ValueError(f"expected a number of seconds, got {value!r}") from None
     else:
         raise ValueError(f"expected a number of seconds, got {_type_name(value)} {value!r}")
-    if not math.isfinite(number) or number <= 0:
-        raise ValueError(f"{number} is out of range: must be a positive number of seconds")
     return number
 
 
@@ -474,6 +511,17 @@ def _url(value: object, _source: _Source) -> SecretUrl:
         # The value may hold a key: show only what redact_url keeps.
         raise ValueError(f"{redact_url(text)} is not an http(s) or ws(s) URL")
     return SecretUrl(text)
+
+
+def _urls(value: object, source: _Source) -> tuple[SecretUrl, ...]:
+    """Several URLs: a TOML list, or one string separated by commas or spaces."""
+    items = value.replace(",", " ").split() if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ValueError(f"expected a list of URLs, got {_type_name(value)}")
+    urls = tuple(_url(item, source) for item in items)
+    if len({url.reveal() for url in urls}) != len(urls):
+        raise ValueError("a URL is listed twice")
+    return urls
 
 
 _TCP: Final = re.compile(r"^tcp://(\*|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
@@ -581,6 +629,9 @@ _SETTINGS: Final = (
     _Setting("chain", "request_timeout_s", _seconds),
     _Setting("chain", "buckets", _integer(1, 1024)),
     _Setting("chain", "batch_size", _integer(1, 10_000)),
+    _Setting("chain", "fallback_rpc_urls", _urls, ("OVERLORD_RPC_FALLBACK_URLS",), secret=True),
+    _Setting("chain", "rpc_attempts", _integer(1, 20)),
+    _Setting("chain", "rpc_rate_limit_per_s", _seconds_or_off),
     _Setting("users", "addresses_file", _existing_file, ("VEGA_ADDRESSES_FILE",)),
     _Setting("users", "backfill", _boolean),
     _Setting("users", "from_block", _integer(0)),
@@ -614,6 +665,10 @@ _SETTINGS: Final = (
     _Setting("tracker", "on_demand_health_factor", _boolean),
     _Setting("verifier", "sample_users_per_block", _integer(0, 10_000)),
     _Setting("verifier", "tolerance_wad", _integer(0)),
+    _Setting("state", "enabled", _boolean),
+    _Setting("state", "reconcile_interval_s", _seconds_or_off),
+    _Setting("state", "watch_addresses_s", _seconds_or_off),
+    _Setting("state", "restart_verify_users", _integer(0, 100_000)),
     _Setting("http", "enabled", _boolean),
     _Setting("http", "host", _text),
     _Setting("http", "port", _integer(0, 65_535), ("METRICS_PORT",)),
@@ -846,6 +901,7 @@ __all__ = [
     "OutputConfig",
     "ProfitConfig",
     "SecretUrl",
+    "StateConfig",
     "TrackerConfig",
     "UsersConfig",
     "ZmqMode",

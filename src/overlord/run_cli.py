@@ -37,6 +37,8 @@ from overlord.engine.live import LiveIngest, LiveSettings
 from overlord.engine.plans import CostModel
 from overlord.engine.runner import Runner
 from overlord.engine.scout import PriceScout
+from overlord.engine.store import ENGINE_DB, EngineStore, EngineStoreError
+from overlord.engine.warm import WarmStart, warm_start
 from overlord.feeds.sources import discover_feeds, load_feed_overrides, merge
 from overlord.logs import configure_logging
 from overlord.outputs.events import UnderwaterUserEvent
@@ -203,16 +205,20 @@ def _output_dir(config: Config) -> Path:
     return directory
 
 
+def _listed(config: Config) -> list[str]:
+    """The addresses file's users (problems shown as warnings), or none."""
+    if config.users.addresses_file is None:
+        return []
+    listed, problems = load_addresses_file(config.users.addresses_file)
+    for problem in problems:
+        errors.print(
+            f"warning: {config.users.addresses_file}: {problem}", soft_wrap=True, highlight=False
+        )
+    return listed
+
+
 def _users(config: Config, client: JsonRpcClient, resolved: ResolvedMarket, head: int) -> list[str]:
-    listed: list[str] = []
-    if config.users.addresses_file is not None:
-        listed, problems = load_addresses_file(config.users.addresses_file)
-        for problem in problems:
-            errors.print(
-                f"warning: {config.users.addresses_file}: {problem}",
-                soft_wrap=True,
-                highlight=False,
-            )
+    listed = _listed(config)
     start = (
         config.users.from_block
         if config.users.from_block is not None
@@ -225,6 +231,82 @@ def _users(config: Config, client: JsonRpcClient, resolved: ResolvedMarket, head
             "no users: give --addresses, or --from-block for a backfill of the Pool's events"
         )
     return list(dict.fromkeys(address.lower() for address in listed))
+
+
+def _engine_store(config: Config, pool: str, chain_id: int, *, fresh: bool) -> EngineStore | None:
+    """The checkpoint file (``None`` when ``[state] enabled = false``); ``fresh`` starts it
+    anew (the embedded devnet is a new chain every run). A data directory that cannot
+    hold it (read-only, full, another market's file) is bad input."""
+    if not config.state.enabled:
+        return None
+    path = config.output.data_dir / ENGINE_DB
+    try:
+        if fresh:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return EngineStore(path, pool=pool, chain_id=chain_id)
+    except (EngineStoreError, OSError) as exc:
+        raise _fail(f"engine state: {exc}") from None
+
+
+def _start(
+    runner: Runner,
+    config: Config,
+    client: JsonRpcClient,
+    resolved: ResolvedMarket,
+    head: Head,
+) -> tuple[list[str], WarmStart | None]:
+    """Resume from the checkpoint when there is one, else discover the users and sync them
+    all; the users the run starts with, and the warm restart if it was one."""
+    engine = runner.engine
+    if engine.store is not None and engine.store.checkpoint() is not None:
+        try:
+            warm = warm_start(runner, head, NodeChain(client), _listed(config))
+        except EngineStoreError as exc:
+            raise _fail(f"engine state: {exc}") from None
+        if warm is not None:
+            _show_warm(warm)
+            return list(engine.table.addresses), warm
+    users = _users(config, client, resolved, head.number)
+    console.print(
+        f"{resolved.name}: Pool {resolved.pool}, {len(users)} users from block {head.number}",
+        highlight=False,
+    )
+    _sync(runner, users, head)
+    return users, None
+
+
+def _show_warm(warm: WarmStart) -> None:
+    reorg = ""
+    if warm.orphaned_blocks or warm.beyond_history:
+        reorg = f"; a reorg while down: {warm.orphaned_blocks} saved blocks rolled back" + (
+            ", every user read again" if warm.beyond_history else ""
+        )
+    console.print(
+        f"warm restart: {warm.checkpoint.users} users from the checkpoint at block "
+        f"{warm.checkpoint.block} loaded in {warm.load_s:.2f} s; caught up "
+        f"{warm.caught_up_blocks} blocks ({warm.report.touched} users re-read) in "
+        f"{warm.catch_up_s:.2f} s{reorg}; {len(warm.report.underwater)} underwater at block "
+        f"{warm.report.block_number}",
+        highlight=False,
+    )
+
+
+def _verify_restart(services: RunServices, count: int) -> None:
+    """Check a sample of the restored users against the Pool before going live; a user
+    that differs is read again at the next block."""
+    checked, wrong = services.verify_now(count)
+    if not checked:
+        return
+    line = (
+        f"restart verified: {checked} random users equal getUserAccountData"
+        if not wrong
+        else f"restart check: {len(wrong)} of {checked} users differ from getUserAccountData"
+        " (read again at the next block)"
+    )
+    console.print(line, style="red" if wrong else None, highlight=False)
+    if wrong and services.engine is not None:
+        services.engine.reread_next(wrong)
 
 
 def _run_node(config: Config, blocks: int | None) -> None:
@@ -241,10 +323,14 @@ def _run_node(config: Config, blocks: int | None) -> None:
         try:
             resolved = resolve_market(client, config.chain.market)
             head = NodeChain(client).latest()
-            users = _users(config, client, resolved, head.number)
         except (MarketResolutionError, RpcError, OSError) as exc:
             raise _fail(str(exc)) from None
-        engine = Engine(client, resolved.pool, _settings(config), client_factory=new_client)
+        store = _engine_store(config, resolved.pool, resolved.chain_id, fresh=False)
+        if store is not None:
+            stack.callback(store.close)
+        engine = Engine(
+            client, resolved.pool, _settings(config), client_factory=new_client, store=store
+        )
         unit = _base_currency_unit(client, resolved.oracle)
         services = stack.enter_context(_services(config, resolved.pool, new_client, unit))
         _show_endpoints(services)
@@ -256,12 +342,14 @@ def _run_node(config: Config, blocks: int | None) -> None:
             on_event=_both(_show_event, services.on_event),
             costs=_costs(config, unit),
         )
-        console.print(
-            f"{resolved.name}: Pool {resolved.pool}, {len(users)} users from block {head.number}",
-            highlight=False,
-        )
-        _sync(runner, users, head)
-        services.synced(engine, users, head.number, config.output.data_dir)
+        try:
+            users, warm = _start(runner, config, client, resolved, head)
+        except RpcError as exc:
+            raise _fail(str(exc)) from None
+        assert engine.last_block is not None
+        services.synced(engine, users, engine.last_block, config.output.data_dir)
+        if warm is not None:
+            _verify_restart(services, config.state.restart_verify_users)
         scout = _scout(runner, config, resolved.oracle, stack.enter_context(new_client()))
         ws_url = config.chain.ws_url.reveal() if config.chain.ws_url is not None else None
         live = LiveIngest(
@@ -391,8 +479,15 @@ def _run_embedded(config: Config, users: int, steps: int) -> None:
     console.print("no RPC URL configured: starting the embedded devnet (Aave 3.6.0 on anvil)")
     with running_devnet("3.6.0", users=users, seed=1) as devnet, ExitStack() as stack:
         client = stack.enter_context(devnet.client())
+        store = _engine_store(config, devnet.manifest.pool, devnet.manifest.chain_id, fresh=True)
+        if store is not None:
+            stack.callback(store.close)
         engine = Engine(
-            client, devnet.manifest.pool, _settings(config), client_factory=devnet.client
+            client,
+            devnet.manifest.pool,
+            _settings(config),
+            client_factory=devnet.client,
+            store=store,
         )
         unit = _base_currency_unit(client, devnet.manifest.addresses["oracle"])
         services = stack.enter_context(_services(config, devnet.manifest.pool, devnet.client, unit))

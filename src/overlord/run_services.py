@@ -86,6 +86,7 @@ class RunServices:
         self.engine: Engine | None = None
         self.tracker: LiquidationTracker | None = None
         self.sampler: VerifierSampler | None = None
+        self._store_errors_seen = 0
         self.last_block: BlockReport | None = None
         self._threads: list[threading.Thread] = []
         self._clients: list[JsonRpcClient] = []
@@ -139,8 +140,18 @@ class RunServices:
         metrics.underwater_users.set(len(report.underwater))
         if self.engine is not None:
             metrics.users.set(self.engine.table.users)
+            self._state_metrics(self.engine, report.block_number)
         if self.sampler is not None:
             self.sampler.offer()
+
+    def _state_metrics(self, engine: Engine, block: int) -> None:
+        """The checkpoint's block while writes succeed; failed writes counted once each."""
+        failed = engine.store_errors - self._store_errors_seen
+        if failed:
+            self.metrics.state_save_errors.inc(failed)
+            self._store_errors_seen = engine.store_errors
+        if engine.store is not None and engine.store.pending == 0:
+            self.metrics.state_checkpoint_block.set(block)
 
     def synced(self, engine: Engine, users: Sequence[str], block: int, data_dir: Path) -> None:
         """The initial sync is done: start the tracker and the sampler, then be ready."""
@@ -164,6 +175,25 @@ class RunServices:
             )
             self.sampler.start()
         self.ready.set()
+
+    def verify_now(self, count: int) -> tuple[int, list[str]]:
+        """Check ``count`` random users of the synced engine against the Pool now (after a
+        warm restart, before going live), with the sampler's verifier or a new one;
+        the number checked and the users that disagree."""
+        if self.engine is None or count <= 0:
+            return 0, []
+        sampler = self.sampler or VerifierSampler(
+            self.engine,
+            HealthFactorVerifier(
+                self._client(),
+                self.pool,
+                tolerance=self.config.verifier.tolerance_wad,
+                metrics=self.metrics,
+            ),
+            count,
+        )
+        checks = sampler.sample(count)
+        return len(checks), [c.user for c in checks if not sampler.verifier.agrees(c)]
 
     def _client(self) -> JsonRpcClient:
         client = self.new_client()

@@ -151,26 +151,45 @@ class Engine:
             for i in range(0, len(unique), self.settings.batch_size)
         ]
         done = 0
-        store = self.store
-        if store is not None:
-            store.begin_sync()
+        saving = self._begin_saving_sync()
         try:
             for accounts in self._read_batches(batches, block, self.state):
                 with self.lock:
                     for account in accounts:
                         self.table.upsert(account)
-                if store is not None:
-                    store.add_synced(accounts)
+                if saving and self.store is not None:
+                    saving = self._save_synced(self.store.add_synced, accounts)
                 done += len(accounts)
                 if progress is not None:
                     progress(done, len(unique))
-            if store is not None:
-                store.finish_sync(self.state)
+            if saving and self.store is not None:
+                self._save_synced(self.store.finish_sync, self.state)
         finally:
-            if store is not None:
-                store.abort_sync()  # nothing to abort once finished
+            if self.store is not None:
+                self.store.abort_sync()  # nothing to abort once finished
         self.last_block = block
         return len(unique)
+
+    def _begin_saving_sync(self) -> bool:
+        return self.store is not None and self._save_synced(self.store.begin_sync)
+
+    def _save_synced(self, write: Callable[..., None], *args: object) -> bool:
+        """One write of the initial sync's transaction. If it fails, the run goes on
+        without a checkpoint (a partial sync must never become one); the file keeps the
+        last one it had, a consistent older state a restart can catch up from."""
+        try:
+            write(*args)
+        except EngineStoreError as exc:
+            self.store_errors += 1
+            log.error(
+                "cannot save the initial sync; running without a checkpoint",
+                extra={"error": str(exc)},
+            )
+            if self.store is not None:
+                self.store.abort_sync()
+            self.store = None
+            return False
+        return True
 
     def restore(self) -> Checkpoint | None:
         """Load the store's state into the (empty) engine: the table, the market, the

@@ -131,13 +131,13 @@ class HealthFactorVerifier:
         block = state.block_number
         answers = self.reader.read_account_data_or_revert(addresses, block)
         checks = [_judge(state, a, c) for a, c in zip(accounts, answers, strict=True)]
-        doubtful = [i for i, check in enumerate(checks) if not self._within(check)]
+        doubtful = [i for i, check in enumerate(checks) if not self.agrees(check)]
         if doubtful:
             time.sleep(self.revert_retry_s)
             again = self.reader.read_account_data_or_revert([addresses[i] for i in doubtful], block)
             for index, chain in zip(doubtful, again, strict=True):
                 checks[index] = _judge(state, accounts[index], chain)
-        bad = [(accounts[i], checks[i]) for i in doubtful if not self._within(checks[i])]
+        bad = [(accounts[i], checks[i]) for i in doubtful if not self.agrees(checks[i])]
         self._count(len(accounts), len(bad))
         for account, check in bad:
             log.warning(
@@ -155,7 +155,9 @@ class HealthFactorVerifier:
                 self._dump(state, account, check)
         return checks
 
-    def _within(self, check: UserCheck) -> bool:
+    def agrees(self, check: UserCheck) -> bool:
+        """Whether ``check`` counts as consistent: equal within the tolerance, or refused
+        by the Pool and our math alike."""
         if check.error == POOL_REVERTED_TOO:
             return True
         if check.ours is None:
@@ -236,13 +238,15 @@ class VerifierSampler:
         self._thread: threading.Thread | None = None
         self.failures = 0
 
-    def sample(self) -> list[UserCheck]:
-        """Check ``per_block`` random users at the engine's current block, now."""
+    def sample(self, count: int | None = None) -> list[UserCheck]:
+        """Check ``count`` (default ``per_block``) random users at the engine's current
+        block, now."""
+        wanted = self.per_block if count is None else count
         with self.engine.lock:
             state, table = self.engine.state, self.engine.table
             if state is None or table.users == 0:
                 return []
-            picks = self._random.sample(range(table.users), min(self.per_block, table.users))
+            picks = self._random.sample(range(table.users), min(wanted, table.users))
             accounts = [table.account(index) for index in picks]
         return self.verifier.check(state, accounts)
 

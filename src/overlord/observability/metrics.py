@@ -116,6 +116,38 @@ class Metrics:
         self.sink_dropped = self._counter(
             "sink_dropped", "Events a sink dropped unsent (queue full or closing)", ("sink",)
         )
+        self.state_save_errors = self._counter(
+            "state_save_errors", "Blocks whose checkpoint write failed (kept for the next)"
+        )
+        self.state_checkpoint_block = self._gauge(
+            "state_checkpoint_block", "Block of the engine's last saved checkpoint"
+        )
+        self.restart_seconds = self._gauge(
+            "restart_seconds", "Seconds from start to live of the last warm restart"
+        )
+        self.reconcile_users_checked = self._counter(
+            "reconcile_users_checked", "Users re-read from the node and compared with the cache"
+        )
+        self.reconcile_mismatches = self._counter(
+            "reconcile_mismatches", "Users whose cached positions differed from the node's"
+        )
+        self.addresses_reloads = self._counter(
+            "addresses_reloads", "Times the watched addresses file was read again"
+        )
+        self.config_reloads = self._counter(
+            "config_reloads",
+            "Configuration reloads (SIGHUP or a changed file), by outcome",
+            ("outcome",),
+        )
+        self.rpc_failovers = self._gauge(
+            "rpc_failovers", "Requests answered by another node than the first one tried"
+        )
+        self.rpc_endpoint_healthy = Gauge(
+            self._name("rpc_endpoint_healthy"),
+            "1 when the node is in service, 0 while it cools down after failures",
+            ("endpoint",),
+            registry=self.registry,
+        )
 
     def add_rpc_source(self, stats: RpcStats) -> None:
         """Expose ``rpc_requests_total{method}`` and ``rpc_errors_total{method}`` from ``stats``.

@@ -12,6 +12,7 @@ EXAMPLE = Path(__file__).parents[3] / "examples" / "overlord.toml"
 SECRETS = (
     "chain.rpc_url",
     "chain.ws_url",
+    "chain.fallback_rpc_urls",
     "feeds.chainlink_rpc_url",
     "tracker.subgraph_url",
     "tracker.subgraph_api_key",
