@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from overlord.chain.failover import EndpointPool, FailoverSettings
 from overlord.chain.market_ref import MarketResolutionError, ResolvedMarket, resolve_market
 from overlord.chain.oracle import read_base_currency_unit
 from overlord.chain.rpc import JsonRpcClient, RpcError
@@ -49,6 +50,7 @@ from overlord.outputs.publisher import (
     SocketKind,
     default_endpoint,
 )
+from overlord.reload import ConfigReloader
 from overlord.run_services import RunServices
 from overlord.verify import discover_users, load_addresses_file
 
@@ -175,7 +177,7 @@ def run_command(
         _run_embedded(config, users, steps)
         return
     configure_logging(json_lines=config.output.log_json)
-    _run_node(config, blocks)
+    _run_node(config, blocks, config_file, flags)
 
 
 def _settings(config: Config) -> EngineSettings:
@@ -309,14 +311,31 @@ def _verify_restart(services: RunServices, count: int) -> None:
         services.engine.reread_next(wrong)
 
 
-def _run_node(config: Config, blocks: int | None) -> None:
+def _endpoints(config: Config) -> EndpointPool:
+    """Every configured node behind one health-scored pool (one per process)."""
+    chain = config.chain
+    assert chain.rpc_url is not None
+    urls = [chain.rpc_url.reveal(), *(url.reveal() for url in chain.fallback_rpc_urls)]
+    try:
+        return EndpointPool(
+            list(dict.fromkeys(urls)),
+            FailoverSettings(
+                timeout_s=chain.request_timeout_s,
+                attempts=chain.rpc_attempts,
+                rate_limit_per_s=chain.rpc_rate_limit_per_s or None,
+            ),
+        )
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _run_node(
+    config: Config, blocks: int | None, config_file: Path | None, flags: Mapping[str, object]
+) -> None:
     if config.chain.rpc_url is None or config.chain.market is None:
         raise _fail("an RPC URL needs a market: --market, --manifest or --pool-addresses-provider")
-    url = config.chain.rpc_url.reveal()
-    timeout = config.chain.request_timeout_s
-
-    def new_client() -> JsonRpcClient:
-        return JsonRpcClient(url, timeout=timeout)
+    endpoints = _endpoints(config)
+    new_client: Callable[[], JsonRpcClient] = endpoints.client
 
     with ExitStack() as stack:
         client = stack.enter_context(new_client())
@@ -332,7 +351,9 @@ def _run_node(config: Config, blocks: int | None) -> None:
             client, resolved.pool, _settings(config), client_factory=new_client, store=store
         )
         unit = _base_currency_unit(client, resolved.oracle)
-        services = stack.enter_context(_services(config, resolved.pool, new_client, unit))
+        services = stack.enter_context(
+            _services(config, resolved.pool, new_client, unit, endpoints)
+        )
         _show_endpoints(services)
         runner = Runner(
             engine,
@@ -350,6 +371,9 @@ def _run_node(config: Config, blocks: int | None) -> None:
         services.synced(engine, users, engine.last_block, config.output.data_dir)
         if warm is not None:
             _verify_restart(services, config.state.restart_verify_users)
+        reloader = ConfigReloader(config_file, flags, config, _reconfigure(runner, services, unit))
+        reloader.install_sighup()
+        services.add_thread(reloader.start(services.stop_event))
         scout = _scout(runner, config, resolved.oracle, stack.enter_context(new_client()))
         ws_url = config.chain.ws_url.reveal() if config.chain.ws_url is not None else None
         live = LiveIngest(
@@ -426,12 +450,28 @@ def _base_currency_unit(client: JsonRpcClient, oracle: str) -> int:
         raise _fail(str(exc)) from None
 
 
+def _reconfigure(runner: Runner, services: RunServices, unit: int) -> Callable[[Config], None]:
+    """What a reload changes while the engine runs: thresholds and profit settings."""
+
+    def apply(config: Config) -> None:
+        runner.engine.settings = _settings(config)
+        runner.costs = _costs(config, unit)
+        services.min_profit_base = int(config.profit.min_usd * unit)
+        services.metrics.config_reloads.labels(outcome="applied").inc()
+
+    return apply
+
+
 def _services(
-    config: Config, pool: str, new_client: Callable[[], JsonRpcClient], unit: int
+    config: Config,
+    pool: str,
+    new_client: Callable[[], JsonRpcClient],
+    unit: int,
+    endpoints: EndpointPool | None = None,
 ) -> RunServices:
     """The tracker, verifier, metrics and sinks; a busy port or socket is bad input."""
     try:
-        return RunServices(config, pool, new_client, base_currency_unit=unit)
+        return RunServices(config, pool, new_client, base_currency_unit=unit, endpoints=endpoints)
     except OSError as exc:
         raise _fail(
             f"cannot serve /metrics on {config.http.host}:{config.http.port}: {exc} "

@@ -28,9 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from overlord import __version__
+from overlord.chain.failover import EndpointPool
 from overlord.chain.rpc import RPC_STATS, JsonRpcClient
 from overlord.config import Config
+from overlord.engine.addresses_watch import AddressesWatcher
 from overlord.engine.engine import BlockReport, Engine
+from overlord.engine.reconcile import Reconciler
 from overlord.engine.verifier import HealthFactorVerifier, VerifierSampler
 from overlord.observability.metrics import Metrics
 from overlord.observability.server import ObservabilityServer
@@ -48,6 +51,7 @@ from overlord.tracker.tracker import (
     TrackedLiquidation,
     TrackerSettings,
 )
+from overlord.verify import load_addresses_file
 
 log = logging.getLogger("overlord.run")
 LIQUIDATION_TOPIC = "liquidation"
@@ -72,8 +76,10 @@ class RunServices:
         new_client: ClientFactory,
         *,
         base_currency_unit: int = 10**8,
+        endpoints: EndpointPool | None = None,
     ) -> None:
         self.config = config
+        self.endpoints = endpoints
         self.pool = pool
         self.new_client = new_client
         self.started_at = time.time()
@@ -86,7 +92,11 @@ class RunServices:
         self.engine: Engine | None = None
         self.tracker: LiquidationTracker | None = None
         self.sampler: VerifierSampler | None = None
+        self.reconciler: Reconciler | None = None
+        self.watcher: AddressesWatcher | None = None
         self._store_errors_seen = 0
+        self._reconciled_seen = 0
+        self._reloads_seen = 0
         self.last_block: BlockReport | None = None
         self._threads: list[threading.Thread] = []
         self._clients: list[JsonRpcClient] = []
@@ -141,8 +151,25 @@ class RunServices:
         if self.engine is not None:
             metrics.users.set(self.engine.table.users)
             self._state_metrics(self.engine, report.block_number)
+        self._guard_metrics()
         if self.sampler is not None:
             self.sampler.offer()
+
+    def _guard_metrics(self) -> None:
+        """Counters of the background guards (reconciler, watcher) and the nodes' health."""
+        metrics = self.metrics
+        if self.reconciler is not None:
+            checked = self.reconciler.users_checked
+            metrics.reconcile_users_checked.inc(checked - self._reconciled_seen)
+            self._reconciled_seen = checked
+        if self.watcher is not None:
+            metrics.addresses_reloads.inc(self.watcher.reloads - self._reloads_seen)
+            self._reloads_seen = self.watcher.reloads
+        if self.endpoints is not None:
+            metrics.rpc_failovers.set(self.endpoints.failovers)
+            for endpoint in self.endpoints.health():
+                healthy = 0 if endpoint.cooling else 1
+                metrics.rpc_endpoint_healthy.labels(endpoint=endpoint.url).set(healthy)
 
     def _state_metrics(self, engine: Engine, block: int) -> None:
         """The checkpoint's block while writes succeed; failed writes counted once each."""
@@ -174,7 +201,34 @@ class RunServices:
                 engine, verifier, self.config.verifier.sample_users_per_block
             )
             self.sampler.start()
+        self._start_guards(engine)
         self.ready.set()
+
+    def add_thread(self, thread: threading.Thread) -> None:
+        """A thread of the run's that :meth:`close` joins (it watches ``stop_event``)."""
+        self._threads.append(thread)
+
+    def _start_guards(self, engine: Engine) -> None:
+        """The background reconciliation and the addresses file watch, as configured."""
+        state = self.config.state
+        addresses = self.config.users.addresses_file
+        if addresses is not None and state.watch_addresses_s > 0:
+            listed, _problems = load_addresses_file(addresses)  # shown at the start already
+            self.watcher = AddressesWatcher(
+                addresses, engine, interval_s=state.watch_addresses_s, initial=listed
+            )
+            self._threads.append(self.watcher.start(self.stop_event))
+        if state.reconcile_interval_s > 0:
+            watcher = self.watcher
+            self.reconciler = Reconciler(
+                engine,
+                self._client,
+                interval_s=state.reconcile_interval_s,
+                chunk=self.config.chain.batch_size,
+                on_mismatch=lambda _mismatch: self.metrics.reconcile_mismatches.inc(),
+                dropped=watcher.dropped_users if watcher is not None else None,
+            )
+            self._threads.append(self.reconciler.start(self.stop_event))
 
     def verify_now(self, count: int) -> tuple[int, list[str]]:
         """Check ``count`` random users of the synced engine against the Pool now (after a
@@ -296,6 +350,30 @@ class RunServices:
                 "checks": 0 if self.sampler is None else self.sampler.verifier.checks,
                 "mismatches": 0 if self.sampler is None else self.sampler.verifier.mismatches,
             },
+            "state": {
+                "enabled": engine is not None and engine.store is not None,
+                "saveErrors": 0 if engine is None else engine.store_errors,
+                "pending": 0 if engine is None or engine.store is None else engine.store.pending,
+            },
+            "reconcile": None
+            if self.reconciler is None
+            else {
+                "rounds": self.reconciler.rounds,
+                "usersChecked": self.reconciler.users_checked,
+                "mismatches": self.reconciler.mismatches,
+                "errors": self.reconciler.errors,
+            },
+            "rpcEndpoints": None
+            if self.endpoints is None
+            else [
+                {
+                    "url": e.url,
+                    "healthy": not e.cooling,
+                    "failures": e.failures,
+                    "lagBlocks": e.lag_blocks,
+                }
+                for e in self.endpoints.health()
+            ],
         }
 
     def close(self) -> None:

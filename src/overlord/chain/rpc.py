@@ -5,11 +5,19 @@ Kept off web3.py's middleware stack on purpose: the market reader sends thousand
 than web3's per-call path. Every malformed answer is an :class:`RpcError` naming the method,
 never a crash deeper down and never a silently wrong value. URLs may carry API keys, so
 they are only ever shown through :func:`redact_url`.
+
+Errors, by what a caller (say :mod:`overlord.chain.failover`) may do next::
+
+    RpcError                 itself: the node's own error answer (a revert, bad params...)
+    ├── RpcTransportError    unreachable, timed out, or a non-200 status (``status``,
+    │                        ``retry_after_s``): another node, or later, may do
+    └── RpcMalformedError    an answer that is not a JSON-RPC answer: another node may do
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import threading
 from collections import Counter
@@ -27,12 +35,44 @@ class RpcError(Exception):
     def __init__(self, method: str, message: str, code: int | None = None, data: object = None):
         super().__init__(f"{method}: {message}" + (f" (code {code})" if code is not None else ""))
         self.method = method
+        self.message = message
         self.code = code
         self.data = data
 
 
 class RpcTransportError(RpcError):
-    """The node could not be reached or did not answer in time."""
+    """The node could not be reached, did not answer in time, or answered a non-200 status.
+
+    ``status`` is the HTTP status when there was one, and ``retry_after_s`` the delay in
+    seconds a ``Retry-After`` header asked for (the HTTP-date form is not read).
+    """
+
+    def __init__(
+        self,
+        method: str,
+        message: str,
+        code: int | None = None,
+        data: object = None,
+        *,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(method, message, code, data)
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+class RpcMalformedError(RpcError):
+    """The node answered something that is not a JSON-RPC answer (garbage, a lost id...)."""
+
+
+def _retry_after_s(response: httpx.Response) -> float | None:
+    """The ``Retry-After`` delay in seconds, if the header holds a sane number of them."""
+    try:
+        delay = float(response.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+    return delay if math.isfinite(delay) and delay >= 0 else None
 
 
 def redact_url(url: str) -> str:
@@ -105,17 +145,20 @@ class JsonRpcClient:
             ) from exc
         if response.status_code != 200:
             raise RpcTransportError(
-                method, f"HTTP {response.status_code} from {redact_url(self.url)}"
+                method,
+                f"HTTP {response.status_code} from {redact_url(self.url)}",
+                status=response.status_code,
+                retry_after_s=_retry_after_s(response),
             )
         try:
             return response.json()
         except ValueError as exc:
-            raise RpcError(method, "the answer is not JSON") from exc
+            raise RpcMalformedError(method, "the answer is not JSON") from exc
 
     @staticmethod
     def _result(method: str, answer: JsonValue) -> JsonValue:
         if not isinstance(answer, dict):
-            raise RpcError(method, f"malformed answer {str(answer)[:200]}")
+            raise RpcMalformedError(method, f"malformed answer {str(answer)[:200]}")
         if "error" in answer:
             error = answer["error"] if isinstance(answer["error"], dict) else {}
             raise RpcError(
@@ -125,7 +168,7 @@ class JsonRpcClient:
                 error.get("data"),
             )
         if "result" not in answer:
-            raise RpcError(method, f"answer without result {str(answer)[:200]}")
+            raise RpcMalformedError(method, f"answer without result {str(answer)[:200]}")
         return answer["result"]
 
     def call(self, method: str, params: Sequence[JsonValue] = ()) -> JsonValue:
@@ -154,8 +197,10 @@ class JsonRpcClient:
         chunks of at most ``max_batch``, one HTTP round trip each.
 
         Raises:
-            RpcError: a chunk was answered with something that is not a batch answer, or a
-                request was left unanswered.
+            RpcMalformedError: a chunk was answered with something that is not a batch
+                answer, or a request was left unanswered.
+            RpcTransportError: a chunk did not get an HTTP 200 answer.
+            RpcError: the node refused a whole chunk with one error object.
         """
         answers: list[dict[str, JsonValue]] = []
         for start in range(0, len(requests), self.max_batch):
@@ -178,12 +223,12 @@ class JsonRpcClient:
         if not isinstance(reply, list):
             # A node that rejects the whole batch answers with one error object.
             self._result(chunk[0][0], reply)
-            raise RpcError(chunk[0][0], f"the batch was answered with {str(reply)[:200]}")
+            raise RpcMalformedError(chunk[0][0], f"the batch was answered with {str(reply)[:200]}")
         by_id = {answer.get("id"): answer for answer in reply if isinstance(answer, dict)}
         answers = []
         for ident, (method, _params) in zip(ids, chunk, strict=True):
             if ident not in by_id:
-                raise RpcError(method, f"no answer for request {ident} in the batch")
+                raise RpcMalformedError(method, f"no answer for request {ident} in the batch")
             answers.append(by_id[ident])
         _record_chunk(chunk, answers=answers)
         return answers

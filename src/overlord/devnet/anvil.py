@@ -154,7 +154,9 @@ class AnvilNode:
             process.stderr.close()
 
     def __enter__(self) -> AnvilNode:
-        self.start()
+        # A large state file (10k users: about 15 s on an idle machine) loads before the
+        # node answers; a busy machine needs more.
+        self.start(ready_timeout=90.0 if self._load_state is not None else 20.0)
         return self
 
     def __exit__(

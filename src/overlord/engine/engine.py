@@ -267,7 +267,9 @@ class Engine:
             for account in accounts:
                 self.table.upsert(account)
             self.state, self.last_block = state, block
-            self._reread, self._reread_all, self._full_read_due = set(), False, False
+            # Requests that arrived while this block was read stay for the next one.
+            self._reread -= reread
+            self._reread_all, self._full_read_due = False, False
             self.history.append(ProcessedBlock(block, first, block_hash, frozenset(reread)))
         current, candidates, detections = self._underwater(
             state.market, block, state.block_timestamp, moved, on_detection
