@@ -11,8 +11,9 @@ USERS ?= 1000
 STEPS ?= 40
 RUN_ARGS ?=
 ONLY ?=
+FAULTS_ARGS ?=
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit bench faults clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Overlord needs Python >= 3.11; set PYTHON=python3.11 (or newer)")'
@@ -49,6 +50,10 @@ unit: $(STAMP) $(NPM_STAMP)
 ## bench: run every benchmark under bench/ (ONLY=word runs those whose file name contains it)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(ONLY)
+
+## faults: the fault-injection suite on the devnet (a table, then one JSON line; exit 1 on loss)
+faults: $(STAMP) $(NPM_STAMP)
+	$(BIN)/python -m overlord.devnet.faults $(FAULTS_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage

@@ -55,6 +55,7 @@ from overlord.run_services import RunServices
 from overlord.verify import discover_users, load_addresses_file
 
 EXIT_BAD_INPUT = 2
+RECONNECT_GRACE_S = 1.0
 console = Console(stderr=False)
 errors = Console(stderr=True)
 
@@ -363,6 +364,10 @@ def _run_node(
             on_event=_both(_show_event, services.on_event),
             costs=_costs(config, unit),
         )
+        if runner.publisher is not None and engine.store is not None:
+            # A restart announces everyone underwater at once: give the executor's socket
+            # a moment to reconnect first (PUSH drops what no consumer takes).
+            runner.publisher.wait_for_consumer(RECONNECT_GRACE_S)
         try:
             users, warm = _start(runner, config, client, resolved, head)
         except RpcError as exc:

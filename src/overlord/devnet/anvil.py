@@ -127,6 +127,17 @@ class AnvilNode:
             time.sleep(0.02)
         raise DevnetSetupError(f"anvil did not answer on {self.rpc_url} within {timeout:.0f} s")
 
+    def restart_from(self, state: Path, ready_timeout: float = 90.0) -> None:
+        """Kill the node (SIGKILL: no state is saved) and start it again on the same port
+        from ``state`` (a :meth:`dump_state` file): the fault suite's node crash."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        self.stop()
+        self._load_state = state
+        self.start(ready_timeout=ready_timeout)
+
     def dump_state(self, path: Path) -> None:
         """Save the chain state (``anvil_dumpState``) to ``path`` for a later ``load_state``."""
         payload = {"jsonrpc": "2.0", "id": 1, "method": "anvil_dumpState", "params": []}

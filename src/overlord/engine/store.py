@@ -26,6 +26,8 @@ readers see the last committed block while the writer goes on.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -50,7 +52,7 @@ from overlord.engine.state_codec import (
 
 ENGINE_DB: Final = "engine.sqlite"
 SCHEMA_VERSION: Final = 1
-_MASK64: Final = (1 << 64) - 1
+LOW_DISK_BYTES: Final = 1 << 20
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -138,8 +140,10 @@ class EngineStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
             raise EngineStoreError(f"cannot open {path}: {exc}") from None
+        except sqlite3.Error as exc:
+            raise EngineStoreError(f"cannot open {path}: {_cause(exc, path.parent)}") from None
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints
@@ -147,7 +151,7 @@ class EngineStore:
             self._claim(pool.lower(), chain_id)
         except sqlite3.Error as exc:
             self._db.close()
-            raise EngineStoreError(f"cannot use {path}: {_cause(exc)}") from None
+            raise EngineStoreError(f"cannot use {path}: {_cause(exc, self.path.parent)}") from None
 
     def close(self) -> None:
         """Close the file (pending changes not yet written stay unwritten)."""
@@ -278,7 +282,9 @@ class EngineStore:
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
-                raise EngineStoreError(f"cannot write {self.path}: {_cause(exc)}") from None
+                raise EngineStoreError(
+                    f"cannot write {self.path}: {_cause(exc, self.path.parent)}"
+                ) from None
 
     def abort_sync(self) -> None:
         """Give up an initial sync's transaction (the file keeps what it had)."""
@@ -363,7 +369,9 @@ class EngineStore:
             write()
         except sqlite3.Error as exc:
             self._rollback()
-            raise EngineStoreError(f"cannot write {self.path}: {_cause(exc)}") from None
+            raise EngineStoreError(
+                f"cannot write {self.path}: {_cause(exc, self.path.parent)}"
+            ) from None
         self._pending = _Pending({}, set(), {})
 
     def _write(self, action: Any) -> None:
@@ -372,7 +380,9 @@ class EngineStore:
         except sqlite3.Error as exc:
             self._sync_open = False
             self._rollback()
-            raise EngineStoreError(f"cannot write {self.path}: {_cause(exc)}") from None
+            raise EngineStoreError(
+                f"cannot write {self.path}: {_cause(exc, self.path.parent)}"
+            ) from None
 
     def _rollback(self) -> None:
         try:
@@ -415,13 +425,20 @@ class EngineStore:
         self._db.execute("COMMIT")
 
 
-def _cause(exc: sqlite3.Error) -> str:
-    """SQLite's message, with what it usually means for a data directory."""
+def _cause(exc: sqlite3.Error, directory: Path | None = None) -> str:
+    """SQLite's message, with what it usually means for a data directory (SQLite says
+    "unable to open" or "disk I/O error" where the system said read-only or full)."""
     message = str(exc)
     if "readonly" in message or "read-only" in message:
         return f"{message} (the data directory or file is read-only)"
     if "full" in message:
         return f"{message} (the disk is full)"
+    if directory is not None:
+        if not os.access(directory, os.W_OK):
+            return f"{message} (the data directory {directory} is read-only)"
+        free = shutil.disk_usage(directory).free
+        if free < LOW_DISK_BYTES:
+            return f"{message} (the disk is full: {free:,} bytes free in {directory})"
     return message
 
 

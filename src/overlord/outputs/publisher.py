@@ -164,6 +164,26 @@ class EventPublisher:
         last = self._socket.getsockopt(zmq.LAST_ENDPOINT)
         self._endpoint = last.decode() if isinstance(last, bytes) else endpoint
 
+    def wait_for_consumer(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for a consumer to connect; whether one did.
+
+        A PUSH socket with nobody connected drops what it is given. After a restart the
+        executor's socket reconnects within its reconnect interval (100 ms by default),
+        while the engine announces every underwater user at its first block: waiting for
+        the connection first keeps those announcements. Call it before the first
+        publish; it never waits for longer than ``timeout_s``.
+        """
+        monitor = self._socket.get_monitor_socket(
+            zmq.EVENT_ACCEPTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+        )
+        try:
+            poller = zmq.Poller()
+            poller.register(monitor, zmq.POLLIN)
+            return bool(poller.poll(int(timeout_s * 1000)))
+        finally:
+            self._socket.disable_monitor()
+            monitor.close()
+
     @property
     def endpoint(self) -> str:
         """The bound endpoint, with the actual port when bound to ``tcp://HOST:*``."""

@@ -151,6 +151,11 @@ class TrackerStore:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM seen").fetchone()[0])
 
+    def seen_ids(self) -> set[str]:
+        """Every id in the seen-set (delivered or suppressed at a bootstrap)."""
+        with self._lock:
+            return {row[0] for row in self._db.execute("SELECT id FROM seen")}
+
     def recent(self, count: int) -> list[LiquidationRecord]:
         """The ``count`` most recent seen liquidations (by timestamp, then id), newest first."""
         with self._lock:
