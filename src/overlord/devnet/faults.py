@@ -214,15 +214,18 @@ class Suite:
 
     def start_run(self) -> None:
         self.runs += 1
-        log = (self.folder / f"run-{self.runs}.log").open("w")
         out = self.folder / f"run-{self.runs}.out"
-        self.process = subprocess.Popen(  # noqa: S603 - our own command line
-            self.command(self.data),
-            stdout=out.open("w"),
-            stderr=log,
-            env=self.environment(),
-            text=True,
-        )
+        with (
+            out.open("w") as stdout,
+            (self.folder / f"run-{self.runs}.log").open("w") as stderr,
+        ):  # the child keeps its own copies of the descriptors
+            self.process = subprocess.Popen(  # noqa: S603 - our own command line
+                self.command(self.data),
+                stdout=stdout,
+                stderr=stderr,
+                env=self.environment(),
+                text=True,
+            )
         deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
         while time.monotonic() < deadline:
             text = out.read_text(encoding="utf-8", errors="replace")

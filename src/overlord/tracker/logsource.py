@@ -100,6 +100,10 @@ def block_timestamps(client: JsonRpcClient, blocks: Sequence[int]) -> dict[int, 
     return stamps
 
 
+RESCAN_BLOCKS = 64
+"""Blocks before the cursor scanned again at every poll, for reorgs up to that deep."""
+
+
 @dataclass
 class LogSource:
     """``LiquidationCall`` logs of ``pool`` (see the module docstring)."""
@@ -108,6 +112,7 @@ class LogSource:
     pool: str
     start_block: int | None = None
     confirmations: int = 0
+    rescan_blocks: int = RESCAN_BLOCKS
     max_range: int = 10_000
     cold_until: int | None = None
     name: str = "logs"
@@ -131,10 +136,14 @@ class LogSource:
                 if end < first:
                     return SourceBatch((), str(end), True)
         else:
-            first = int(cursor, 10) + 1
-            if first > head:
+            after = int(cursor, 10) + 1
+            if after > head:
                 return SourceBatch((), cursor, False)
-        last = min(end, first + self.max_range - 1)
+            # The last blocks are scanned again: a reorg may have replaced them with blocks
+            # holding other liquidations; the seen-set drops the ones already delivered.
+            first = max(after - self.rescan_blocks, 0)
+        new_from = first if cursor is None else int(cursor, 10) + 1
+        last = min(end, new_from + self.max_range - 1)
         logs = fetch_logs(self.client, self.pool, [LIQUIDATION_CALL_TOPIC], first, last)
         mine = [log for log in logs if str(log.get("address", "")).lower() == self.pool.lower()]
         stamps = block_timestamps(
