@@ -364,9 +364,9 @@ def _run_node(
             on_event=_both(_show_event, services.on_event),
             costs=_costs(config, unit),
         )
-        if runner.publisher is not None and engine.store is not None:
-            # A restart announces everyone underwater at once: give the executor's socket
-            # a moment to reconnect first (PUSH drops what no consumer takes).
+        if runner.publisher is not None:
+            # The first block announces everyone underwater at once: give a restarted
+            # executor's socket a moment to reconnect first (PUSH drops what no one takes).
             runner.publisher.wait_for_consumer(RECONNECT_GRACE_S)
         try:
             users, warm = _start(runner, config, client, resolved, head)

@@ -190,6 +190,33 @@ def test_a_failed_write_keeps_the_changes_for_the_next_block(
         assert _accounts(restarted) == _accounts(engine)
 
 
+def test_an_initial_sync_that_cannot_be_saved_runs_on_and_leaves_the_old_checkpoint(
+    devnet: Devnet, rpc: JsonRpcClient, tmp_path: Path
+) -> None:
+    with _store(devnet, tmp_path) as store:
+        first = Engine(rpc, devnet.manifest.pool, store=store)
+        first.sync(devnet.users[:10], _head(rpc))
+        saved = store.checkpoint()
+    run_scenario(rpc, devnet.manifest, devnet.users, steps=3, seed=12)
+    blocker = sqlite3.connect(tmp_path / ENGINE_DB, timeout=0)
+    blocker.execute("BEGIN EXCLUSIVE")  # every write fails, as on a full disk
+    try:
+        with _store(devnet, tmp_path) as store:
+            store._db.execute("PRAGMA busy_timeout = 0")
+            engine = Engine(rpc, devnet.manifest.pool, store=store)
+            engine.sync(devnet.users, _head(rpc))
+
+            assert engine.store is None  # no partial sync ever becomes a checkpoint
+            assert engine.store_errors == 1
+            assert engine.table.users == len(devnet.users)
+            engine.process_block(_head(rpc))  # detection goes on
+    finally:
+        blocker.rollback()
+        blocker.close()
+    with _store(devnet, tmp_path) as store:
+        assert store.checkpoint() == saved
+
+
 def test_a_file_of_another_pool_is_refused_with_its_path(devnet: Devnet, tmp_path: Path) -> None:
     with _store(devnet, tmp_path):
         pass

@@ -4,11 +4,10 @@ webhook, verdicts from the engine's own announcements, and metrics over HTTP."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from overlord.engine.runner import Runner
 from overlord.outputs.events import UnderwaterUserEvent
 from overlord.run_services import RunServices, liquidations_endpoint
 from tests.integration.liquidating import liquidate
+from tests.loopback import LoopbackServer
 
 
 class Receiver:
@@ -53,14 +53,12 @@ class Receiver:
             def log_message(self, *_args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook?token=secret"
+        self.server = LoopbackServer(Handler)
+        self.server.start()
+        self.url = f"{self.server.url}/hook?token=secret"
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 @pytest.fixture

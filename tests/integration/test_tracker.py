@@ -113,6 +113,27 @@ def test_each_liquidation_once_with_exact_health_around_it_across_a_restart(
     store.close()
 
 
+def test_a_liquidation_of_a_chain_that_replaced_the_scanned_blocks_is_delivered(
+    devnet: Devnet, rpc: JsonRpcClient, tmp_path: Path
+) -> None:
+    fund_liquidator(devnet, rpc)
+    delivered: list[TrackedLiquidation] = []
+    with TrackerStore.in_dir(tmp_path) as store:
+        tracker = _tracker(devnet, rpc, store, delivered, start_block=_head(rpc))
+        tracker.poll()
+        set_feed_prices(devnet, rpc, CRASH)
+        victims = underwater_users(devnet, rpc)
+        fork = rpc.call("evm_snapshot")
+        (orphaned,) = liquidate(devnet, rpc, victims[:1])
+        tracker.poll()
+        rpc.call("evm_revert", [fork])  # a reorg: the scanned block is replaced
+        (replacing,) = liquidate(devnet, rpc, victims[1:2])
+        tracker.poll()
+
+    assert replacing <= orphaned  # at or below the cursor: found only by the rescan
+    assert [item.record.user for item in delivered] == victims[:2]
+
+
 def test_verdicts_say_whether_we_flagged_the_user_first(
     devnet: Devnet, rpc: JsonRpcClient, tmp_path: Path
 ) -> None:

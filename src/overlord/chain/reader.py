@@ -63,7 +63,7 @@ from overlord.chain.batch import (
     normalize_address,
     run_batch,
 )
-from overlord.chain.rpc import JsonRpcClient, RpcError
+from overlord.chain.rpc import JsonRpcClient, RpcError, RpcMalformedError
 
 ZERO_ADDRESS: Final = "0x" + "00" * 20
 MAX_EMODE_CATEGORY_ID: Final = 255
@@ -307,6 +307,16 @@ class MarketReader:
         prices: dict[str, int],
         categories: dict[int, EModeCategory],
     ) -> MarketState:
+        for reserve in reserves.values():
+            if reserve.last_update_timestamp > head.timestamp:
+                # Answers that cannot be of one block (seen on anvil while blocks are
+                # mined): refused here, so no caller computes with them.
+                raise RpcMalformedError(
+                    "getReserveData",
+                    f"inconsistent answers at block {head.number}: reserve {reserve.asset} "
+                    f"updated at {reserve.last_update_timestamp}, after the block's "
+                    f"timestamp {head.timestamp}",
+                )
         market = Market(
             version=head.version,
             reserves=MappingProxyType(reserves),

@@ -63,14 +63,13 @@ import zmq
 from rich.console import Console
 from rich.table import Table
 
-from overlord.aave import AaveMathError, calculate_user_account_data
 from overlord.chain.aave_abi import LIQUIDATION_CALL_TOPIC
 from overlord.chain.logs import fetch_logs
-from overlord.chain.reader import MarketReader
 from overlord.devnet.launch import Devnet, running_devnet
-from overlord.devnet.proxy import FaultProxy
+from overlord.devnet.proxy import FaultProxy, Mode
 from overlord.devnet.scenario import run_scenario
 from overlord.engine.store import ENGINE_DB, EngineStore
+from overlord.engine.verifier import HealthFactorVerifier
 from overlord.outputs.events import decode_event
 from overlord.tracker.store import TRACKER_DB, TrackerStore
 
@@ -87,6 +86,7 @@ ALL = (
     "full_data_dir",
 )
 USERS = 120
+WAD = 10**18
 CATCH_UP_TIMEOUT_S = 90.0
 console = Console(width=150)
 
@@ -304,29 +304,22 @@ class Suite:
         return outcome
 
     def _check_state(self, outcome: Outcome) -> None:
+        """The checkpoint's users through the run's own verifier (our math on the stored
+        market against ``getUserAccountData`` at the checkpoint block)."""
         manifest = self.devnet.manifest
-        with EngineStore(
-            self.data / ENGINE_DB, pool=manifest.pool, chain_id=manifest.chain_id
-        ) as store:
+        path = self.data / ENGINE_DB
+        with EngineStore(path, pool=manifest.pool, chain_id=manifest.chain_id) as store:
             market = store.market()
             accounts = list(store.accounts())
         assert market is not None
-        reader = MarketReader(self.direct, manifest.pool)
-        chain = reader.read_account_data_or_revert(
-            [a.address for a in accounts], market.block_number
-        )
-        for account, tuple_on_chain in zip(accounts, chain, strict=True):
-            try:
-                ours = calculate_user_account_data(market.market, account, market.block_timestamp)
-            except AaveMathError:
-                ours = None
+        verifier = HealthFactorVerifier(self.direct, manifest.pool)
+        for check in verifier.check(market, accounts):
             outcome.users_checked += 1
-            if tuple_on_chain is None or ours is None:
-                outcome.mismatches += (tuple_on_chain is None) != (ours is None)
-                continue
-            if ours.as_tuple() != tuple(tuple_on_chain):
+            if not verifier.agrees(check):
                 outcome.mismatches += 1
-            elif tuple_on_chain[5] < 10**18 and account.address not in self.consumer.announced:
+            elif (
+                check.matches and check.chain[5] < WAD and check.user not in self.consumer.announced
+            ):
                 outcome.underwater_missed += 1
 
     def _check_liquidations(self, outcome: Outcome) -> None:
@@ -347,8 +340,8 @@ class Suite:
 
     # The faults.
 
-    def rpc_fault(self, name: str, mode: str) -> Outcome:
-        self.proxy.set_mode(mode, count=40)  # type: ignore[arg-type]
+    def rpc_fault(self, name: str, mode: Mode) -> Outcome:
+        self.proxy.set_mode(mode, count=40)
         self.activity(4)
         self.proxy.set_mode("pass")
         return self.check(Outcome(name))
@@ -431,8 +424,9 @@ class Suite:
         driver.join()
         said = completed.stdout + completed.stderr
         ok = completed.returncode in expect_exits and expect in said and "Traceback" not in said
-        lines = [line for line in said.splitlines() if expect in line] or said.splitlines()[-1:]
-        note = lines[0].strip()[-70:] if lines else ""
+        note = f"exit {completed.returncode}; " + (
+            f"said {expect!r}" if expect in said else f"not {expect!r}: {said.strip()[-60:]}"
+        )
         return Outcome(name, recovered=ok, note=note)
 
 

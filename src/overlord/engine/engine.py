@@ -46,7 +46,7 @@ import numpy as np
 from overlord.aave import AccountData, Market, UserAccount, calculate_user_account_data
 from overlord.chain.logs import fetch_logs
 from overlord.chain.reader import MarketReader, MarketState
-from overlord.chain.rpc import JsonRpcClient, RpcError
+from overlord.chain.rpc import JsonRpcClient
 from overlord.engine.positions import PositionTable
 from overlord.engine.screen import SAFE, block_factors, screen
 from overlord.engine.store import Checkpoint, EngineStore, EngineStoreError, ProcessedBlock
@@ -255,7 +255,6 @@ class Engine:
         started = time.perf_counter()
         first = block if self.last_block is None else self.last_block + 1
         state = self._read_market(block, first)
-        _check_consistent(state)
         touched = touched_users(self.client, position_log_sources(state), first, block)
         touched |= {address.lower() for address in extra_users}
         reread = touched | self._reread
@@ -519,21 +518,6 @@ class Hypothesis:
     now: int
     candidates: tuple[str, ...]
     unmoved: Mapping[str, AccountData]
-
-
-def _check_consistent(state: MarketState) -> None:
-    """Refuse a market whose answers cannot be of one block: a reserve updated after the
-    block's own timestamp (a node answering from another block, seen on anvil while
-    blocks are mined). An :class:`RpcError`, so the block is retried, before any state
-    changes, rather than the math failing halfway through the table."""
-    for reserve in state.market.reserves.values():
-        if reserve.last_update_timestamp > state.block_timestamp:
-            raise RpcError(
-                "eth_call",
-                f"inconsistent answers at block {state.block_number}: reserve {reserve.asset} "
-                f"updated at {reserve.last_update_timestamp}, after the block's timestamp "
-                f"{state.block_timestamp}",
-            )
 
 
 def position_log_sources(state: MarketState) -> list[str]:

@@ -136,12 +136,12 @@ class LogSource:
                 if end < first:
                     return SourceBatch((), str(end), True)
         else:
-            after = int(cursor, 10) + 1
-            if after > head:
+            # The last blocks are scanned again, even when the head has not moved: a reorg
+            # may have replaced them with blocks holding other liquidations. The seen-set
+            # drops the ones already delivered.
+            first = max(int(cursor, 10) + 1 - self.rescan_blocks, 0)
+            if first > head:
                 return SourceBatch((), cursor, False)
-            # The last blocks are scanned again: a reorg may have replaced them with blocks
-            # holding other liquidations; the seen-set drops the ones already delivered.
-            first = max(after - self.rescan_blocks, 0)
         new_from = first if cursor is None else int(cursor, 10) + 1
         last = min(end, new_from + self.max_range - 1)
         logs = fetch_logs(self.client, self.pool, [LIQUIDATION_CALL_TOPIC], first, last)

@@ -14,9 +14,11 @@ import enum
 import itertools
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
+
+from tests.loopback import LoopbackServer
 
 SECRET = "SECRETKEY"
 _numbers = itertools.count(1)
@@ -51,17 +53,11 @@ class FakeRpcServer:
         self.requests = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._http.daemon_threads = False  # so that server_close() waits for handlers
-        self._http.fake = self  # type: ignore[attr-defined]
-        host, port = self._http.server_address[:2]
-        self.url = f"http://{host!s}:{port}/v2/{SECRET}-{next(_numbers)}"
-        self._thread = threading.Thread(
-            target=self._http.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
+        self._http = LoopbackServer(_Handler, self, wait_for_handlers=True)
+        self.url = f"{self._http.url}/v2/{SECRET}-{next(_numbers)}"
 
     def __enter__(self) -> FakeRpcServer:
-        self._thread.start()
+        self._http.start()
         return self
 
     def __exit__(
@@ -71,9 +67,7 @@ class FakeRpcServer:
         traceback: TracebackType | None,
     ) -> None:
         self._stopping.set()  # releases slow handlers at once
-        self._http.shutdown()
-        self._http.server_close()
-        self._thread.join(timeout=5)
+        self._http.stop()
 
     def handle(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
         """The status, extra headers and body answering one POST."""

@@ -27,7 +27,7 @@ from overlord.chain.reader import (
     block_tag,
     normalize_address,
 )
-from overlord.chain.rpc import RpcError
+from overlord.chain.rpc import RpcError, RpcMalformedError
 from tests.unit.chain.fakes import (
     CONFIGURATOR,
     ORACLE,
@@ -185,6 +185,16 @@ def test_two_reserves_with_one_id_are_garbage() -> None:
 
     with pytest.raises(RpcError, match="has reserve id 0, like"):
         _read(_market_node((WETH, twin)))
+
+
+def test_a_reserve_updated_after_the_block_is_refused_as_inconsistent() -> None:
+    node = _market_node((USDC, WETH))
+    node.timestamp = 1_599_999_999  # the fake reserves were last updated at 1_600_000_000
+
+    with pytest.raises(RpcMalformedError, match="updated at 1600000000, after the block's"):
+        _read(node)
+    node.timestamp = 1_600_000_000
+    assert _read(node).block_timestamp == 1_600_000_000
 
 
 def test_symbols_may_be_bytes32_or_missing() -> None:

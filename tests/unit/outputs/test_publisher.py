@@ -106,3 +106,24 @@ def test_properties_describe_the_socket() -> None:
         assert publisher.topic == "t.1"
         assert publisher.endpoint == "inproc://props"
         assert (publisher.published, publisher.dropped) == (0, 0)
+
+
+def test_waiting_for_a_consumer_returns_once_one_connects_and_then_nothing_is_dropped(
+    tmp_path: Path,
+) -> None:
+    endpoint = f"ipc://{tmp_path}/wait.ipc"
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    consumer = context.socket(zmq.PULL)
+    consumer.setsockopt(zmq.LINGER, 0)
+    consumer.setsockopt(zmq.RCVTIMEO, 5_000)
+    try:
+        with EventPublisher(endpoint, context=context) as publisher:
+            assert publisher.wait_for_consumer(0.05) is False  # nobody yet
+            consumer.connect(endpoint)
+            assert publisher.wait_for_consumer(5.0) is True
+            publisher.publish(sample_event())
+            assert consumer.recv()
+            assert publisher.dropped == 0
+    finally:
+        consumer.close()
+        context.term()

@@ -20,11 +20,13 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
 
 import graphql
+
+from tests.loopback import LoopbackServer
 
 SDL = """
 scalar BigInt
@@ -170,16 +172,11 @@ class FakeSubgraph:
         big_int = self._schema.type_map["BigInt"]
         assert isinstance(big_int, graphql.GraphQLScalarType)
         big_int.serialize = _big_int_text  # type: ignore[method-assign]
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._http.fake = self  # type: ignore[attr-defined]
-        host, port = self._http.server_address[:2]
-        self.url = f"http://{host!s}:{port}"
-        self._thread = threading.Thread(
-            target=self._http.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
+        self._http = LoopbackServer(_Handler, self)
+        self.url = self._http.url
 
     def __enter__(self) -> FakeSubgraph:
-        self._thread.start()
+        self._http.start()
         return self
 
     def __exit__(
@@ -188,9 +185,7 @@ class FakeSubgraph:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._http.shutdown()
-        self._http.server_close()
-        self._thread.join(timeout=5)
+        self._http.stop()
 
     def fail_next(self, n: int = 1, status: int = 500) -> None:
         """Answer the next ``n`` requests with HTTP ``status``."""
